@@ -1,0 +1,39 @@
+"""Fields shared by every GAN training config (dataset-specific files override a few)."""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.dataset = "mnist"
+  c.cifar10_variant = "jpeg_full"  # local CIFAR-10 source: jpeg_full (lossy) | exact_subset
+  c.holdout_size = 5000           # non-member pool H, held out of all GAN training
+  c.split_seed = 0                # fixes H for every model of a comparison (not --seed)
+  c.model = "dcgan"
+  c.dcgan = ml_collections.ConfigDict({"g_width": 64, "d_width": 64})
+  c.latent_dim = 100
+  c.batch_size = 64
+  c.num_epochs = 25               # passes over the model's own training set
+  c.num_steps = -1                # > 0 overrides num_epochs
+  c.optimizer = ml_collections.ConfigDict({"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999})
+  c.r1_gamma = 0.0
+  c.ema_decay = 0.0
+  c.num_devices = -1              # -1: every device of the mesh
+  c.log_every = 50
+  c.grid_every = 500
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 3
+  return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Seconds on 2 CPU cores: tiny widths, a few steps."""
+  c.dcgan.g_width = 8
+  c.dcgan.d_width = 8
+  c.batch_size = 16
+  c.num_steps = 6
+  c.holdout_size = 1000
+  c.log_every = 2
+  c.grid_every = 4
+  c.checkpoint_every = 2
+  return c

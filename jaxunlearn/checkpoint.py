@@ -1,0 +1,85 @@
+"""Orbax checkpoints of a run: state pytree + JSON metadata, resume, damaged-checkpoint fallback.
+
+A checkpoint holds the training state (``StandardSave``) and a small JSON ``meta`` record
+(architecture, dataset, config fingerprint). Restoring is always done against an abstract
+state with target shardings, so a checkpoint written on N devices restores onto M devices.
+A checkpoint that fails to restore is reported and skipped in favour of the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from jaxunlearn.errors import UserInputError
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class Checkpointer:
+  """Thin wrapper around ``ocp.CheckpointManager`` for ``workdir/checkpoints``."""
+
+  def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
+    self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+    policy = ocp.checkpoint_managers.LatestN(keep)
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=not read_only,
+                                           read_only=read_only, enable_async_checkpointing=True)
+    self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
+  def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+    """Saves asynchronously; call :meth:`wait` before the process exits."""
+    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                     meta=ocp.args.JsonSave(meta)))
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+  def read_meta(self, step: int) -> dict[str, Any]:
+    return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+  def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict[str, Any]] | None:
+    """Restores the newest intact checkpoint; None when there is none at all.
+
+    ``abstract_state`` is a pytree of ``jax.ShapeDtypeStruct`` with target shardings. A damaged
+    checkpoint is logged and the previous one tried; if all are damaged, UserInputError.
+    """
+    steps = self.steps()
+    for step in reversed(steps):
+      try:
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+      except Exception as e:  # orbax/tensorstore raise many types for damaged files.
+        logging.warning("checkpoint %d in %s is damaged (%s: %s); trying an older one", step,
+                        self.directory, type(e).__name__, str(e).splitlines()[0][:200])
+        continue
+      if not _all_finite(restored["state"]):
+        logging.warning("checkpoint %d in %s holds non-finite values; trying an older one", step,
+                        self.directory)
+        continue
+      return step, restored["state"], restored["meta"]
+    if steps:
+      raise UserInputError(f"no intact checkpoint in {self.directory}: all of steps {steps} are "
+                           "damaged; delete the folder to start over")
+    return None
+
+
+def _all_finite(tree: Any) -> bool:
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+  return all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+
+
+def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+  """Shape/dtype skeleton of ``tree`` with every leaf placed by ``sharding``."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)

@@ -1,0 +1,9 @@
+"""The one exception type that means "the user asked for something invalid".
+
+Entry points catch :class:`UserInputError`, print its message on one line and exit
+with status 2 before anything is written to the workdir.
+"""
+
+
+class UserInputError(ValueError):
+  """Invalid user input: the message says what was wrong and what is valid."""

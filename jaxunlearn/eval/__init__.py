@@ -1,0 +1,42 @@
+"""Evaluation metrics: pure functions on arrays (see evaluation.md)."""
+
+from jaxunlearn.eval.fid import FeatureStats, feature_statistics, fid_classifier, frechet_distance
+from jaxunlearn.eval.forgetting import (
+    class_histogram,
+    class_share,
+    classifier_score,
+    confident_share,
+    percentage_unlearning,
+)
+from jaxunlearn.eval.mia import (
+    auc_bootstrap_ci,
+    auc_null_standard_error,
+    logan_balanced_accuracy,
+    membership_report,
+    real_label_loss,
+    roc_auc,
+    threshold_balanced_accuracy,
+    tpr_at_fpr,
+)
+from jaxunlearn.eval.prdc import precision_recall_density_coverage
+
+__all__ = [
+    "FeatureStats",
+    "auc_bootstrap_ci",
+    "auc_null_standard_error",
+    "class_histogram",
+    "class_share",
+    "classifier_score",
+    "confident_share",
+    "feature_statistics",
+    "fid_classifier",
+    "frechet_distance",
+    "logan_balanced_accuracy",
+    "membership_report",
+    "percentage_unlearning",
+    "precision_recall_density_coverage",
+    "real_label_loss",
+    "roc_auc",
+    "threshold_balanced_accuracy",
+    "tpr_at_fpr",
+]

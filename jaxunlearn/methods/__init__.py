@@ -1,0 +1,1 @@
+"""Unlearning methods: Adapt-then-Unlearn parameter-space mathematics (EWC, repulsion, extrapolation)."""

@@ -1,0 +1,128 @@
+"""The files every run leaves in its workdir (interface.md): config.json, metrics.jsonl,
+results.json (written once, atomically) and a progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from typing import Any, Iterable
+
+import jax
+
+from jaxunlearn.errors import UserInputError
+
+RESULTS_FILE = "results.json"
+
+
+def prepare_workdir(workdir: str) -> str:
+  """Creates the workdir and proves it is writable; UserInputError otherwise."""
+  if not workdir:
+    raise UserInputError("--workdir is required: the folder where the run writes its files")
+  path = os.path.abspath(workdir)
+  try:
+    os.makedirs(path, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test"):
+      pass
+  except OSError as e:
+    raise UserInputError(f"workdir {path} is not writable ({e.strerror}); choose a folder you "
+                         "can write to") from None
+  return path
+
+
+def environment() -> dict[str, Any]:
+  """Software versions and devices, for config.json and report cards."""
+  import flax  # pylint: disable=g-import-not-at-top
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  return {"python": sys.version.split()[0], "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+          "flax": flax.__version__, "optax": optax.__version__, "platform": platform.platform(),
+          "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+          "device_kind": jax.devices()[0].device_kind, "process_count": jax.process_count()}
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+  """Writes JSON to a temp file in the same folder and renames it: never a partial file."""
+  folder = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def _json_default(x: Any) -> Any:
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  if isinstance(x, (np.integer, np.floating)):
+    return x.item()
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def write_config(workdir: str, config: Any, flags: dict[str, Any]) -> None:
+  """config.json: the resolved config, the flags, the seed, versions and devices."""
+  cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  write_json_atomic(os.path.join(workdir, "config.json"),
+                    {"config": cfg, "flags": flags, "environment": environment()})
+
+
+def read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+class MetricsLog:
+  """Appends one JSON object per logged step to metrics.jsonl.
+
+  On resume, :meth:`truncate_after` drops lines written after the restored checkpoint, so the
+  file reads as one uninterrupted run.
+  """
+
+  def __init__(self, path: str):
+    self.path = path
+
+  def truncate_after(self, step: int) -> None:
+    if not os.path.exists(self.path):
+      return
+    kept = [line for line in self._lines() if json.loads(line).get("step", 0) <= step]
+    with open(self.path, "w") as f:
+      f.writelines(kept)
+
+  def _lines(self) -> Iterable[str]:
+    with open(self.path) as f:
+      for line in f:
+        try:
+          json.loads(line)
+        except json.JSONDecodeError:  # A line cut by a kill.
+          continue
+        yield line
+
+  def write(self, record: dict[str, Any]) -> None:
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record, default=_json_default) + "\n")
+
+  def read(self) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in self._lines()] if os.path.exists(self.path) else []
+
+
+def notice(message: str) -> None:
+  """A one-line status message for the user (stderr, process 0 only)."""
+  if jax.process_index() == 0:
+    print(message, file=sys.stderr, flush=True)
+
+
+def progress(total: int, initial: int, desc: str):
+  """A tqdm progress bar with ETA on process 0 (disabled elsewhere)."""
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm(total=total, initial=initial, desc=desc, disable=jax.process_index() != 0,
+              dynamic_ncols=True, mininterval=2.0)

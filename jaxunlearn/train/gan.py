@@ -1,0 +1,163 @@
+"""GAN state and the pure, jittable GAN update steps.
+
+Every step has the signature ``step(state, batch, rng) -> (state, metrics)`` once its
+collaborator (a :class:`GAN`) is bound with ``functools.partial``; it has no Python side
+effects, so it can be jitted, sharded over a mesh and composed in research code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxunlearn import losses
+from jaxunlearn.parallel import constrain_batch
+
+PyTree = Any
+
+
+class GANState(struct.PyTreeNode):
+  """Everything that changes during GAN training (all of it is checkpointed).
+
+  Attributes:
+    step: int32 scalar, completed training steps.
+    g_params / g_batch_stats: generator parameters θ_G and BatchNorm running statistics.
+    g_ema_params: exponential moving average of θ_G (equal to g_params when EMA is off).
+    d_params: discriminator parameters φ.
+    g_opt_state / d_opt_state: optax states.
+    rng: uint32 key data of the run's base key; step t uses ``fold_in(key, t)``.
+  """
+  step: jax.Array
+  g_params: PyTree
+  g_batch_stats: PyTree
+  g_ema_params: PyTree
+  d_params: PyTree
+  g_opt_state: PyTree
+  d_opt_state: PyTree
+  rng: jax.Array
+
+  @property
+  def key(self) -> jax.Array:
+    return jax.random.wrap_key_data(self.rng)
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+  """The static collaborators of the GAN steps: modules, optimizers and loss settings."""
+  generator: nn.Module
+  discriminator: nn.Module
+  g_optimizer: optax.GradientTransformation
+  d_optimizer: optax.GradientTransformation
+  latent_dim: int
+  r1_gamma: float = 0.0
+  ema_decay: float = 0.0
+
+  def init(self, key: jax.Array, image_shape: tuple[int, int, int]) -> GANState:
+    """Fresh state: G from ``fold_in(key, 0)``, D from ``fold_in(key, 1)``; base key ``key``."""
+    g_vars = self.generator.init(jax.random.fold_in(key, 0), jnp.zeros((1, self.latent_dim)))
+    d_vars = self.discriminator.init(jax.random.fold_in(key, 1), jnp.zeros((1, *image_shape)))
+    return GANState(step=jnp.zeros((), jnp.int32), g_params=g_vars["params"],
+                    g_batch_stats=g_vars.get("batch_stats", {}), g_ema_params=g_vars["params"],
+                    d_params=d_vars["params"], g_opt_state=self.g_optimizer.init(g_vars["params"]),
+                    d_opt_state=self.d_optimizer.init(d_vars["params"]),
+                    rng=jax.random.key_data(key))
+
+  def sample_latents(self, key: jax.Array, n: int) -> jax.Array:
+    """z ~ N(0, I): (n, latent_dim), sharded along the data axis inside a mesh."""
+    return constrain_batch(jax.random.normal(key, (n, self.latent_dim)))
+
+  def generate(self, g_params: PyTree, g_batch_stats: PyTree, z: jax.Array) -> jax.Array:
+    """G(z) in inference mode (running statistics): (N, latent_dim) -> (N, H, W, C)."""
+    return self.generator.apply({"params": g_params, "batch_stats": g_batch_stats}, z, train=False)
+
+  def generate_train(self, g_params: PyTree, g_batch_stats: PyTree, z: jax.Array
+                     ) -> tuple[jax.Array, PyTree]:
+    """G(z) with batch statistics; returns the images and the updated running statistics."""
+    images, new_vars = self.generator.apply({"params": g_params, "batch_stats": g_batch_stats}, z,
+                                            train=True, mutable=["batch_stats"])
+    return images, new_vars.get("batch_stats", {})
+
+  def d_logits(self, d_params: PyTree, images: jax.Array) -> jax.Array:
+    """D(x): (N, H, W, C) -> (N,) raw logits; per-sample (no batch statistics)."""
+    return self.discriminator.apply({"params": d_params}, images)
+
+
+def d_step(state: GANState, real: jax.Array, rng: jax.Array, *, gan: GAN
+           ) -> tuple[GANState, dict[str, jax.Array]]:
+  """One discriminator update on L_D (+ γ/2·R1) with a fresh fake batch of ``len(real)``.
+
+  Args:
+    state: the GAN state; only D's parameters and optimizer state change.
+    real: (B, H, W, C) real images in [-1, 1].
+    rng: a key for this step.
+  """
+  z = gan.sample_latents(rng, real.shape[0])
+  fake, _ = gan.generate_train(state.g_params, state.g_batch_stats, z)
+  fake = jax.lax.stop_gradient(fake)
+
+  def loss_fn(d_params):
+    real_logits = gan.d_logits(d_params, real)
+    fake_logits = gan.d_logits(d_params, fake)
+    loss = losses.discriminator_loss(real_logits, fake_logits)
+    metrics = {"d_loss": loss, "d_real": jnp.mean(real_logits), "d_fake": jnp.mean(fake_logits)}
+    if gan.r1_gamma > 0:
+      r1 = losses.r1_penalty(lambda x: gan.d_logits(d_params, x), real)
+      loss = loss + 0.5 * gan.r1_gamma * r1
+      metrics["r1"] = r1
+    return loss, metrics
+
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.d_params)
+  updates, d_opt_state = gan.d_optimizer.update(grads, state.d_opt_state, state.d_params)
+  d_params = optax.apply_updates(state.d_params, updates)
+  return state.replace(d_params=d_params, d_opt_state=d_opt_state), metrics
+
+
+def g_step(state: GANState, batch_size: int, rng: jax.Array, *, gan: GAN
+           ) -> tuple[GANState, dict[str, jax.Array]]:
+  """One generator update on the non-saturating L_G; updates BatchNorm statistics and EMA."""
+  z = gan.sample_latents(rng, batch_size)
+
+  def loss_fn(g_params):
+    fake, batch_stats = gan.generate_train(g_params, state.g_batch_stats, z)
+    loss = losses.generator_loss(gan.d_logits(state.d_params, fake))
+    return loss, batch_stats
+
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+  updates, g_opt_state = gan.g_optimizer.update(grads, state.g_opt_state, state.g_params)
+  g_params = optax.apply_updates(state.g_params, updates)
+  if gan.ema_decay > 0:
+    ema = jax.tree.map(lambda e, p: gan.ema_decay * e + (1.0 - gan.ema_decay) * p,
+                       state.g_ema_params, g_params)
+  else:
+    ema = g_params
+  new_state = state.replace(g_params=g_params, g_batch_stats=batch_stats, g_ema_params=ema,
+                            g_opt_state=g_opt_state)
+  return new_state, {"g_loss": loss}
+
+
+def train_step(state: GANState, real: jax.Array, rng: jax.Array, *, gan: GAN
+               ) -> tuple[GANState, dict[str, jax.Array]]:
+  """One GAN training step: a D update, then a G update against the new D; step += 1."""
+  state, d_metrics = d_step(state, real, jax.random.fold_in(rng, 0), gan=gan)
+  state, g_metrics = g_step(state, real.shape[0], jax.random.fold_in(rng, 1), gan=gan)
+  return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
+
+
+def make_gan(config) -> GAN:
+  """Builds the :class:`GAN` collaborator from a config (see experiments/configs)."""
+  from jaxunlearn.models import dcgan  # pylint: disable=g-import-not-at-top
+  if config.model != "dcgan":
+    raise ValueError(f"unknown model {config.model!r}; valid: 'dcgan'")
+  channels = 1 if config.dataset == "mnist" else 3
+  opt = config.optimizer
+  make_tx = lambda: optax.adam(opt.learning_rate, b1=opt.b1, b2=opt.b2)
+  return GAN(generator=dcgan.Generator(channels=channels, width=config.dcgan.g_width),
+             discriminator=dcgan.Discriminator(width=config.dcgan.d_width),
+             g_optimizer=make_tx(), d_optimizer=make_tx(), latent_dim=config.latent_dim,
+             r1_gamma=config.r1_gamma, ema_decay=config.ema_decay)

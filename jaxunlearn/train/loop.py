@@ -1,0 +1,202 @@
+"""The GAN training loop: data, mesh, resume, logging, grids, checkpoints, timing.
+
+``train_and_evaluate(config, workdir, ...)`` is what ``experiments.train_gan`` calls; it is
+importable so tests and notebooks run the same code. Order of work:
+
+1. Validate everything (dataset, splits, forget SPEC, mesh, batch size, workdir) before
+   writing anything.
+2. Resume from the newest intact checkpoint in ``workdir/checkpoints`` (else start fresh).
+3. Compile the step ahead of time (timed apart), then train; every step waits for its result.
+4. Log to metrics.jsonl, write fixed-latent grids, checkpoint periodically and on SIGTERM/SIGINT.
+5. Write results.json once, atomically, at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxunlearn import checkpoint as ckpt_lib
+from jaxunlearn import images as images_lib
+from jaxunlearn import latents as latents_lib
+from jaxunlearn import parallel
+from jaxunlearn import runs
+from jaxunlearn import sampling
+from jaxunlearn.data import EpochBatches, ImageDataset, load_dataset, make_splits, parse_forget_spec
+from jaxunlearn.data.splits import ForgetSet, Splits
+from jaxunlearn.errors import UserInputError
+from jaxunlearn.train import gan as gan_lib
+
+ARCH_KEYS = ("model", "dataset", "latent_dim", "dcgan")
+
+
+class NonFiniteError(RuntimeError):
+  """A loss or parameter became NaN/Inf; the message names the step and the quantity."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+  """The validated inputs of a GAN training run (built before anything is written)."""
+  dataset: ImageDataset
+  splits: Splits
+  forget: ForgetSet | None
+  train_indices: np.ndarray  # indices into dataset.train_* of the images this GAN trains on
+
+
+def prepare_data(config, data_dir: str | None, seed: int, forget_spec: str | None) -> TrainingData:
+  """Loads the dataset, holds out the non-member pool and applies the forget SPEC."""
+  dataset = load_dataset(config.dataset, data_dir, config.cifar10_variant)
+  splits = make_splits(dataset.train_labels, config.holdout_size, config.split_seed)
+  forget = None
+  positions = np.arange(len(splits.gan_train))
+  if forget_spec:
+    forget = parse_forget_spec(forget_spec, dataset.train_labels[splits.gan_train],
+                               dataset.class_names, seed)
+    positions = forget.retain_positions(len(splits.gan_train))
+  return TrainingData(dataset, splits, forget, splits.gan_train[positions])
+
+
+def architecture(config) -> dict[str, Any]:
+  """The config fields that fix the parameter shapes (stored in every checkpoint)."""
+  return {k: (config[k].to_dict() if hasattr(config[k], "to_dict") else config[k])
+          for k in ARCH_KEYS}
+
+
+class _StopSignal:
+  """Turns SIGTERM/SIGINT into a flag the loop checks after each step (pre-emption)."""
+
+  def __init__(self):
+    self.received: int | None = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    self.received = signum
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def check_finite(step: int, metrics: dict[str, float]) -> None:
+  bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+  if bad:
+    raise NonFiniteError(f"non-finite {', '.join(bad)} at step {step}; the last good checkpoint "
+                         "is kept (lower the learning rate or enable R1)")
+
+
+def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, seed: int = 0,
+                       forget_spec: str | None = None, flags: dict[str, Any] | None = None
+                       ) -> dict[str, Any]:
+  """Trains a GAN (on D, or on D_r with ``forget_spec``) and returns the results dict."""
+  data = prepare_data(config, data_dir, seed, forget_spec)
+  mesh = parallel.make_mesh(config.num_devices)
+  parallel.check_batch_size(config.batch_size, mesh)
+  batches = EpochBatches(len(data.train_indices), config.batch_size, seed)
+  total_steps = (config.num_steps if config.num_steps > 0
+                 else config.num_epochs * batches.steps_per_epoch)
+  workdir = runs.prepare_workdir(workdir)
+  results_path = os.path.join(workdir, runs.RESULTS_FILE)
+  if os.path.exists(results_path):
+    runs.notice(f"{results_path} exists: this run has finished; nothing to do")
+    return runs.read_json(results_path)
+  runs.write_config(workdir, config, {**(flags or {}), "seed": seed, "forget": forget_spec})
+
+  gan = gan_lib.make_gan(config)
+  image_shape = (32, 32, data.dataset.channels)
+  rep = parallel.replicated(mesh)
+  init_fn = jax.jit(functools.partial(gan.init, image_shape=image_shape), out_shardings=rep)
+  state = init_fn(jax.random.key(seed))
+  meta = {"kind": "gan", "architecture": architecture(config), "dataset": config.dataset,
+          "dataset_fingerprint": data.dataset.fingerprint(), "forget": forget_spec,
+          "seed": seed, "train_s": 0.0}
+  checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
+  restored = checkpointer.restore_latest(ckpt_lib.abstract_like(state, rep))
+  metrics_log = runs.MetricsLog(os.path.join(workdir, "metrics.jsonl"))
+  train_s = 0.0
+  if restored is not None:
+    step0, state, old_meta = restored
+    _check_compatible(old_meta, meta, checkpointer.directory)
+    train_s = float(old_meta.get("train_s", 0.0))
+    runs.notice(f"resuming from the checkpoint at step {step0}")
+  metrics_log.truncate_after(int(state.step))
+
+  step_fn = parallel.jit_step(functools.partial(gan_lib.train_step, gan=gan), mesh)
+  base_key = jax.random.key(seed)
+  grid_z = latents_lib.latent_bank("grid", config.latent_dim)
+  generate = sampling.make_generate_fn(gan.generate, mesh)
+  batch_for = lambda s: parallel.shard_batch(mesh, data.dataset.model_images(
+      "train", data.train_indices[batches.indices(s)]))
+
+  t0 = time.perf_counter()
+  compiled = step_fn.lower(state, batch_for(int(state.step)), jax.random.fold_in(base_key, 0)).compile()
+  compile_s = time.perf_counter() - t0
+
+  def save(step: int) -> None:
+    checkpointer.save(step, state, {**meta, "train_s": train_s})
+
+  def write_grid(name: str) -> None:
+    images = generate(state.g_ema_params, state.g_batch_stats, grid_z, _grid_batch(mesh))
+    images_lib.save_grid(os.path.join(workdir, f"grid_{name}.png"), images)
+
+  step = int(state.step)
+  with _StopSignal() as stop, runs.progress(total_steps, step, "train_gan") as bar:
+    while step < total_steps:
+      t = time.perf_counter()
+      state, metrics = parallel.run_step(compiled, state, batch_for(step),
+                                         jax.random.fold_in(base_key, step))
+      train_s += time.perf_counter() - t
+      step += 1
+      check_finite(step, metrics)
+      bar.update(1)
+      if step % config.log_every == 0 or step == total_steps:
+        metrics_log.write({"step": step, **metrics, "train_s": round(train_s, 3),
+                           "epoch": step / batches.steps_per_epoch})
+        bar.set_postfix({k: f"{v:.3f}" for k, v in metrics.items() if k in ("d_loss", "g_loss")})
+      if step % config.grid_every == 0:
+        write_grid(f"{step:06d}")
+      if step % config.checkpoint_every == 0 or step == total_steps:
+        save(step)
+      if stop.received is not None:
+        save(step)
+        checkpointer.close()
+        raise SystemExit(f"stopped by signal {stop.received} at step {step}; checkpoint saved, "
+                         "rerun the same command to resume")
+  checkpointer.close()
+  write_grid("final")
+  results = {
+      "method": "retrain" if forget_spec else "train_gan", "dataset": config.dataset,
+      "provenance": data.dataset.provenance, "forget": forget_spec, "seed": seed,
+      "num_train_images": int(len(data.train_indices)), "steps": total_steps,
+      "epochs": total_steps / batches.steps_per_epoch, "batch_size": config.batch_size,
+      "image_passes": total_steps * config.batch_size * 2,
+      "timing": {"train_s": train_s, "compile_s": compile_s,
+                 "steps_per_s": total_steps / train_s if train_s else None},
+      "devices": [str(d) for d in mesh.devices.flat], "environment": runs.environment(),
+  }
+  runs.write_json_atomic(results_path, results)
+  return results
+
+
+def _grid_batch(mesh) -> int:
+  n = parallel.data_size(mesh)
+  return n * math.ceil(64 / n)
+
+
+def _check_compatible(old: dict[str, Any], new: dict[str, Any], where: str) -> None:
+  for key in ("architecture", "dataset", "forget", "seed", "dataset_fingerprint"):
+    if old.get(key) != new.get(key):
+      raise UserInputError(f"the checkpoint in {where} was written with {key}={old.get(key)!r}, "
+                           f"this run has {key}={new.get(key)!r}; use a fresh --workdir")
