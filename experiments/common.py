@@ -10,6 +10,7 @@ import sys
 from typing import Any, Callable
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from jaxunlearn.errors import UserInputError
 
@@ -32,6 +33,8 @@ def run(main: Callable[[], Any]) -> None:
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS["verbosity"].present:
+      absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file at INFO
     from jaxunlearn import parallel  # pylint: disable=g-import-not-at-top
     try:
       parallel.initialize_distributed(FLAGS.distributed)
