@@ -8,7 +8,7 @@ effects, so it can be jitted, sharded over a mesh and composed in research code.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -118,17 +118,27 @@ def d_step(state: GANState, real: jax.Array, rng: jax.Array, *, gan: GAN
   return state.replace(d_params=d_params, d_opt_state=d_opt_state), metrics
 
 
-def g_step(state: GANState, batch_size: int, rng: jax.Array, *, gan: GAN
+def g_step(state: GANState, batch_size: int, rng: jax.Array, *, gan: GAN,
+           regularizer: Callable[[PyTree], tuple[jax.Array, dict[str, jax.Array]]] | None = None
            ) -> tuple[GANState, dict[str, jax.Array]]:
-  """One generator update on the non-saturating L_G; updates BatchNorm statistics and EMA."""
+  """One generator update on the non-saturating L_G; updates BatchNorm statistics and EMA.
+
+  ``regularizer(g_params) -> (R, metrics)``, if given, is added to the loss: the update minimises
+  L_G + R (e.g. an EWC penalty or a repulsion term). ``g_loss`` stays the adversarial part L_G;
+  the metrics then also hold ``g_total`` = L_G + R and the regularizer's own metrics.
+  """
   z = gan.sample_latents(rng, batch_size)
 
   def loss_fn(g_params):
     fake, batch_stats = gan.generate_train(g_params, state.g_batch_stats, z)
-    loss = losses.generator_loss(gan.d_logits(state.d_params, fake))
-    return loss, batch_stats
+    adversarial = losses.generator_loss(gan.d_logits(state.d_params, fake))
+    if regularizer is None:
+      return adversarial, (batch_stats, {"g_loss": adversarial})
+    reg, reg_metrics = regularizer(g_params)
+    total = adversarial + reg
+    return total, (batch_stats, {**reg_metrics, "g_loss": adversarial, "g_total": total})
 
-  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+  (_, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
   updates, g_opt_state = gan.g_optimizer.update(grads, state.g_opt_state, state.g_params)
   g_params = optax.apply_updates(state.g_params, updates)
   if gan.ema_decay > 0:
@@ -138,7 +148,7 @@ def g_step(state: GANState, batch_size: int, rng: jax.Array, *, gan: GAN
     ema = g_params
   new_state = state.replace(g_params=g_params, g_batch_stats=batch_stats, g_ema_params=ema,
                             g_opt_state=g_opt_state)
-  return new_state, {"g_loss": loss}
+  return new_state, metrics
 
 
 def train_step(state: GANState, real: jax.Array, rng: jax.Array, *, gan: GAN
