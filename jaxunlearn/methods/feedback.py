@@ -177,9 +177,11 @@ def draw_bank(key: jax.Array, *, kind: str, latent_dim: int, sample: Callable[[n
   latents = np.concatenate(kept_z)[:count if mode == "fixed_count" else None]
   indices = np.concatenate(kept_idx).astype(np.int64)[:len(latents)]
   if len(latents) < target:
-    what = ("lower feedback.n_neg, raise feedback.max_draws_factor, or check that the generator "
-            "produces the --forget class and the classifier recognises it" if kind == "negative"
-            else "lower feedback.n_pos or raise feedback.max_draws_factor")
+    what = (f"lower feedback.n_{kind[:3]} or raise feedback.max_draws_factor" if mode == "fixed_count"
+            else f"raise feedback.draws_{kind[:3]}")
+    if kind == "negative":
+      what += ("; check that the generator produces the --forget class and that the classifier "
+               "recognises it")
     raise UserInputError(
         f"found only {len(latents)} {kind} samples (need {target}) in {num_drawn} draws from the "
         f"pre-trained generator (negative rate {num_negative / num_drawn:.2%}; "

@@ -63,7 +63,8 @@ class GAN:
     g_vars = self.generator.init(jax.random.fold_in(key, 0), jnp.zeros((1, self.latent_dim)))
     d_vars = self.discriminator.init(jax.random.fold_in(key, 1), jnp.zeros((1, *image_shape)))
     return GANState(step=jnp.zeros((), jnp.int32), g_params=g_vars["params"],
-                    g_batch_stats=g_vars.get("batch_stats", {}), g_ema_params=g_vars["params"],
+                    g_batch_stats=g_vars.get("batch_stats", {}),
+                    g_ema_params=jax.tree.map(jnp.copy, g_vars["params"]),  # no aliasing: donated
                     d_params=d_vars["params"], g_opt_state=self.g_optimizer.init(g_vars["params"]),
                     d_opt_state=self.d_optimizer.init(d_vars["params"]),
                     rng=jax.random.key_data(key))
