@@ -3,16 +3,20 @@
 A checkpoint holds the training state (``StandardSave``) and a small JSON ``meta`` record
 (architecture, dataset, config fingerprint). Restoring is always done against an abstract
 state with target shardings, so a checkpoint written on N devices restores onto M devices.
-A checkpoint that fails to restore is reported and skipped in favour of the previous one.
+Each checkpoint's meta records a SHA-256 of the state's bytes; a checkpoint that fails to
+restore, or restores to different bytes (silent corruption), is reported and skipped in favour
+of the previous one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxunlearn.errors import UserInputError
@@ -34,7 +38,8 @@ class Checkpointer:
     return sorted(self.manager.all_steps())
 
   def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-    """Saves asynchronously; call :meth:`wait` before the process exits."""
+    """Saves asynchronously (after hashing the state); call :meth:`wait` before exiting."""
+    meta = {**meta, "state_sha256": tree_digest(state)}
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      meta=ocp.args.JsonSave(meta)))
 
@@ -63,9 +68,10 @@ class Checkpointer:
         logging.warning("checkpoint %d in %s is damaged (%s: %s); trying an older one", step,
                         self.directory, type(e).__name__, str(e).splitlines()[0][:200])
         continue
-      if not _all_finite(restored["state"]):
-        logging.warning("checkpoint %d in %s holds non-finite values; trying an older one", step,
-                        self.directory)
+      expected = restored["meta"].get("state_sha256")
+      if expected is not None and tree_digest(restored["state"]) != expected:
+        logging.warning("checkpoint %d in %s does not match its recorded hash (corrupted); trying "
+                        "an older one", step, self.directory)
         continue
       return step, restored["state"], restored["meta"]
     if steps:
@@ -74,10 +80,14 @@ class Checkpointer:
     return None
 
 
-def _all_finite(tree: Any) -> bool:
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
-  return all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+def tree_digest(tree: Any) -> str:
+  """SHA-256 over every leaf's shape, dtype and bytes, in tree order."""
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(tree):
+    x = np.asarray(jax.device_get(leaf))
+    h.update(f"{x.shape}{x.dtype}".encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+  return h.hexdigest()
 
 
 def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:

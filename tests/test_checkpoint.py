@@ -1,0 +1,54 @@
+"""Damaged checkpoints: detected, reported, and skipped for the previous intact one."""
+
+import glob
+import os
+
+import pytest
+
+from conftest import run_module
+
+SMOKE = "--config=experiments/configs/mnist_dcgan.py:smoke"
+
+
+def _largest_data_file(workdir, step):
+  files = glob.glob(os.path.join(workdir, "checkpoints", str(step), "state", "**", "d", "*"),
+                    recursive=True)
+  return max(files, key=os.path.getsize)
+
+
+def _flip_bytes(path):
+  with open(path, "r+b") as f:
+    data = bytearray(f.read())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(b ^ 0x5A for b in data[mid:mid + 64])
+    f.seek(0)
+    f.write(data)
+
+
+def _truncate(path):
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+@pytest.mark.parametrize("damage", [_flip_bytes, _truncate])
+def test_damaged_latest_checkpoint_falls_back_to_previous(tmp_path, data_dir, damage):
+  workdir = str(tmp_path)
+  run_module("experiments.train_gan", f"--workdir={workdir}", SMOKE)
+  os.remove(os.path.join(workdir, "results.json"))
+  damage(_largest_data_file(workdir, 6))
+  proc = run_module("experiments.train_gan", f"--workdir={workdir}", SMOKE, "--config.num_steps=8")
+  assert "checkpoint 6" in proc.stderr and "trying an older one" in proc.stderr
+  assert "resuming from the checkpoint at step 4" in proc.stderr
+  assert os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def test_all_checkpoints_damaged_is_refused(tmp_path, data_dir):
+  workdir = str(tmp_path)
+  run_module("experiments.train_gan", f"--workdir={workdir}", SMOKE)
+  os.remove(os.path.join(workdir, "results.json"))
+  for step in (2, 4, 6):
+    _truncate(_largest_data_file(workdir, step))
+  proc = run_module("experiments.train_gan", f"--workdir={workdir}", SMOKE, check=False)
+  assert proc.returncode == 2
+  assert "error: no intact checkpoint" in proc.stderr and "[2, 4, 6]" in proc.stderr
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
