@@ -12,7 +12,7 @@ from typing import Any, Callable
 from absl import app, flags
 from absl import logging as absl_logging
 
-from jaxunlearn.errors import UserInputError
+from jaxunlearn.errors import NonFiniteError, UserInputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for everything the run writes; rerun to resume.")
@@ -28,7 +28,7 @@ def standard_flags() -> dict[str, Any]:
 
 
 def run(main: Callable[[], Any]) -> None:
-  """absl entry point: user errors end as one line on stderr and exit status 2."""
+  """absl entry point: user errors end as one line on stderr, exit 2 (NaN/Inf: exit 3)."""
 
   def _main(argv):
     if len(argv) > 1:
@@ -42,5 +42,8 @@ def run(main: Callable[[], Any]) -> None:
     except UserInputError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
+    except NonFiniteError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(3)
 
   app.run(_main)

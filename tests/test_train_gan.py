@@ -107,3 +107,20 @@ def test_unwritable_workdir(tmp_path, data_dir):
   proc = run_module("experiments.train_gan", f"--workdir={blocker / 'w'}", SMOKE, check=False)
   assert proc.returncode == 2 and "not writable" in proc.stderr
   assert proc.stderr.strip().count("\n") == 0
+
+
+def test_nan_stops_with_the_step_and_quantity_and_keeps_the_checkpoint(tmp_path, data_dir):
+  args = [f"--workdir={tmp_path}", SMOKE, "--config.optimizer.learning_rate=1e20"]
+  proc = run_module("experiments.train_gan", *args, check=False)
+  assert proc.returncode == 3
+  line = proc.stderr.strip().splitlines()[-1]
+  assert line.startswith("error: non-finite") and "at step" in line and "loss" in line
+  assert not (tmp_path / "results.json").exists()
+
+
+def test_nan_steps_can_be_skipped_and_counted(tmp_path, data_dir):
+  args = [f"--workdir={tmp_path}", SMOKE, "--config.optimizer.learning_rate=1e20",
+          "--config.nonfinite_policy=skip"]
+  run_module("experiments.train_gan", *args)
+  results = json.load(open(tmp_path / "results.json"))
+  assert 1 <= results["skipped_nonfinite_steps"] <= results["steps"]

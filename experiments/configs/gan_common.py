@@ -18,6 +18,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict({"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999})
   c.r1_gamma = 0.0
   c.ema_decay = 0.0
+  c.nonfinite_policy = "stop"     # a NaN/Inf loss: "stop" the run, or "skip" the step (counted)
   c.num_devices = -1              # -1: every device of the mesh
   c.log_every = 50
   c.grid_every = 500

@@ -32,14 +32,10 @@ from jaxunlearn import runs
 from jaxunlearn import sampling
 from jaxunlearn.data import EpochBatches, ImageDataset, load_dataset, make_splits, parse_forget_spec
 from jaxunlearn.data.splits import ForgetSet, Splits
-from jaxunlearn.errors import UserInputError
+from jaxunlearn.errors import NonFiniteError, UserInputError
 from jaxunlearn.train import gan as gan_lib
 
 ARCH_KEYS = ("model", "dataset", "latent_dim", "dcgan")
-
-
-class NonFiniteError(RuntimeError):
-  """A loss or parameter became NaN/Inf; the message names the step and the quantity."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,11 +86,17 @@ class _StopSignal:
       signal.signal(sig, handler)
 
 
+def nonfinite_quantities(metrics: dict[str, float]) -> list[str]:
+  return [k for k, v in metrics.items() if not math.isfinite(v)]
+
+
 def check_finite(step: int, metrics: dict[str, float]) -> None:
-  bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+  """Raises NonFiniteError naming the step and every non-finite logged quantity."""
+  bad = nonfinite_quantities(metrics)
   if bad:
     raise NonFiniteError(f"non-finite {', '.join(bad)} at step {step}; the last good checkpoint "
-                         "is kept (lower the learning rate or enable R1)")
+                         "is kept (lower the learning rate or enable R1, or set "
+                         "--config.nonfinite_policy=skip)")
 
 
 def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, seed: int = 0,
@@ -125,15 +127,21 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, see
   checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
   restored = checkpointer.restore_latest(ckpt_lib.abstract_like(state, rep))
   metrics_log = runs.MetricsLog(os.path.join(workdir, "metrics.jsonl"))
-  train_s = 0.0
+  train_s, skipped = 0.0, 0
   if restored is not None:
     step0, state, old_meta = restored
     _check_compatible(old_meta, meta, checkpointer.directory)
     train_s = float(old_meta.get("train_s", 0.0))
+    skipped = int(old_meta.get("skipped_steps", 0))
     runs.notice(f"resuming from the checkpoint at step {step0}")
   metrics_log.truncate_after(int(state.step))
 
-  step_fn = parallel.jit_step(functools.partial(gan_lib.train_step, gan=gan), mesh)
+  if config.nonfinite_policy not in ("stop", "skip"):
+    raise UserInputError(f"nonfinite_policy={config.nonfinite_policy!r}; valid: 'stop', 'skip'")
+  skip_nonfinite = config.nonfinite_policy == "skip"
+  # Skipping a bad step needs the state from before it, so the state is then not donated.
+  step_fn = parallel.jit_step(functools.partial(gan_lib.train_step, gan=gan), mesh,
+                              donate_state=not skip_nonfinite)
   base_key = jax.random.key(seed)
   grid_z = latents_lib.latent_bank("grid", config.latent_dim)
   generate = sampling.make_generate_fn(gan.generate, mesh)
@@ -145,7 +153,7 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, see
   compile_s = time.perf_counter() - t0
 
   def save(step: int) -> None:
-    checkpointer.save(step, state, {**meta, "train_s": train_s})
+    checkpointer.save(step, state, {**meta, "train_s": train_s, "skipped_steps": skipped})
 
   def write_grid(name: str) -> None:
     images = generate(state.g_ema_params, state.g_batch_stats, grid_z, _grid_batch(mesh))
@@ -155,11 +163,17 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, see
   with _StopSignal() as stop, runs.progress(total_steps, step, "train_gan") as bar:
     while step < total_steps:
       t = time.perf_counter()
+      previous = state
       state, metrics = parallel.run_step(compiled, state, batch_for(step),
                                          jax.random.fold_in(base_key, step))
       train_s += time.perf_counter() - t
       step += 1
-      check_finite(step, metrics)
+      if skip_nonfinite and nonfinite_quantities(metrics):
+        skipped += 1
+        state = previous.replace(step=previous.step + 1)
+        metrics_log.write({"step": step, "skipped_nonfinite": nonfinite_quantities(metrics)})
+      else:
+        check_finite(step, metrics)
       bar.update(1)
       if step % config.log_every == 0 or step == total_steps:
         metrics_log.write({"step": step, **metrics, "train_s": round(train_s, 3),
@@ -181,7 +195,7 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, see
       "provenance": data.dataset.provenance, "forget": forget_spec, "seed": seed,
       "num_train_images": int(len(data.train_indices)), "steps": total_steps,
       "epochs": total_steps / batches.steps_per_epoch, "batch_size": config.batch_size,
-      "image_passes": total_steps * config.batch_size * 2,
+      "image_passes": total_steps * config.batch_size * 2, "skipped_nonfinite_steps": skipped,
       "timing": {"train_s": train_s, "compile_s": compile_s,
                  "steps_per_s": total_steps / train_s if train_s else None},
       "devices": [str(d) for d in mesh.devices.flat], "environment": runs.environment(),
