@@ -5,8 +5,8 @@ generated samples (a classifier's argmax or any predicate, :mod:`jaxunlearn.meth
 
 Stage 1, "Adapt" (§3): K times, from (θ_G, φ_G) with fresh Adam, train the GAN with the model-j
   negative bank as real data and L_G = L_ns + (λ/2)·Σ F ⊙ (θ − θ_G)² (EWC; F is the diagonal Fisher
-  of the pre-trained D's logit w.r.t. θ at θ_G, estimated once in inference mode). Model j uses the
-  key stream ``fold_in(key_adapt, j)`` for its negative draw and its training noise. Result: θ_N^(j).
+  of the pre-trained D's logit w.r.t. θ at θ_G, estimated once in inference mode). Model j uses
+  its own key stream for its negative draw and its training noise. Result: θ_N^(j).
 Stage 2, "Unlearn" (§4): from (θ_G, φ_G) again, train with the positive bank as real data and
   L_G = L_ns + w·f(d(θ, θ_N^(1..K))), f ∈ {EL2, NL2, IL2}; D is trained normally. The adapted models
   enter through the cached mean model (or the list, for ``aggregate='per_model'``).
@@ -22,9 +22,9 @@ Baselines (§5, §6), selected by ``config.baseline``: 'extrapolation' (θ_G + s
   'ewc_finetune' (Stage 2 with the EWC penalty anchored at θ_G instead of the repulsion).
 
 Every jitted step is data-parallel (``parallel.jit_step``) and waited on (``parallel.run_step``).
-With a :class:`Store`, banks and stage checkpoints persist in a folder: a killed run resumes where it
-stopped and ends with the same parameters as an uninterrupted run (all randomness is a function of
-the key and the step; feedback banks are reloaded, not redrawn).
+With a :class:`Store`, banks and stage checkpoints persist in a folder: a killed run resumes where
+it stopped and ends with the same parameters as an uninterrupted run (all randomness is a function
+of the key and the step; feedback banks are reloaded, not redrawn).
 
 Configuration: the ml_collections sections of experiments/configs/adapt_then_unlearn.py (feedback,
 adapt, ewc, repulsion, unlearn, selection, extrapolation, baseline, sample_batch_size).
@@ -100,7 +100,7 @@ def ewc_regularizer(g_params: PyTree, consts: EWCConsts, *, lam: float
 def repulsion_regularizer(g_params: PyTree, consts: RepulsionConsts, *, kind: str,
                           distance_form: str, aggregate: str
                           ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """w·f(d) (or the per-model mean), with metrics ``repulsion`` and the aggregated ``distance`` d."""
+  """w·f(d) (or the per-model mean); metrics ``repulsion`` and the aggregated ``distance`` d."""
   term = repulsion.repulsion_loss(g_params, consts.adapted, kind=kind, distance_form=distance_form,
                                   weight=consts.weight, alpha=consts.alpha, eps=consts.eps,
                                   aggregate=aggregate)
@@ -199,29 +199,40 @@ def start_state(gan: GAN, pretrained: GANState, key: jax.Array) -> GANState:
                   g_ema_params=_copy(pretrained.g_ema_params), d_params=_copy(pretrained.d_params),
                   g_opt_state=gan.g_optimizer.init(g_params),
                   d_opt_state=gan.d_optimizer.init(pretrained.d_params),
-                  rng=jax.random.key_data(key))
+                  rng=jnp.copy(jax.random.key_data(key)))
 
 
 class Store:
   """Optional persistence of a run in ``root``: feedback banks (.npz), stage checkpoints, metrics.
 
-  Layout: ``root/banks/<name>.npz``, ``root/<stage>/checkpoints/`` (orbax), ``root/info.json``
-  (one-off measurements such as the Fisher summary). ``signature`` identifies the configuration; a
-  checkpoint written under another signature is refused.
+  Layout: ``root/banks/<name>.npz`` and ``root/<stage>/checkpoints/`` (orbax, the stage state and
+  its metadata). ``setup`` identifies what every stage shares (pre-trained GAN, judge, classes,
+  seed); each bank and stage adds the config sections it depends on (:meth:`signature`), so a
+  finished Stage 1 is reused when only Stage-2 settings change, and a bank or checkpoint written
+  under other settings is refused. ``metrics`` receives one record per logged step.
   """
 
-  def __init__(self, root: str, signature: str, metrics: runs.MetricsLog | None = None):
+  def __init__(self, root: str, setup: str, metrics: runs.MetricsLog | None = None):
     self.root = root
-    self.signature = signature
+    self.setup = setup
     self.metrics = metrics
     os.makedirs(os.path.join(root, "banks"), exist_ok=True)
 
-  def bank(self, name: str, draw: Callable[[], feedback_lib.FeedbackBank]
+  def signature(self, *sections) -> str:
+    """The setup plus the given config sections, hashed."""
+    return config_signature([self.setup, *sections])
+
+  def bank(self, name: str, draw: Callable[[], feedback_lib.FeedbackBank], signature: str
            ) -> feedback_lib.FeedbackBank:
+    """Reloads the bank ``name`` if it was drawn with ``signature``, else draws and saves it."""
     path = os.path.join(self.root, "banks", f"{name}.npz")
     if os.path.exists(path):
-      return feedback_lib.FeedbackBank.load(path)
-    bank = draw()
+      bank = feedback_lib.FeedbackBank.load(path)
+      if bank.signature != signature:
+        raise UserInputError(f"the feedback bank {path} was drawn with other settings; rerun with "
+                             "the original flags or use a fresh --workdir")
+      return bank
+    bank = dataclasses.replace(draw(), signature=signature)
     bank.save(path)
     return bank
 
@@ -230,9 +241,10 @@ class Store:
 
 
 def config_signature(config) -> str:
-  """A short hash of a config (ConfigDict or dict), stored with every stage checkpoint."""
-  cfg = config.to_dict() if hasattr(config, "to_dict") else config
-  return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+  """A short hash of a config (ConfigDict or JSON-able value), stored with checkpoints and banks."""
+  text = json.dumps(config, sort_keys=True,
+                    default=lambda x: x.to_dict() if hasattr(x, "to_dict") else str(x))
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -274,14 +286,15 @@ class Validator:
     count, fid = self.measure(g_params, g_batch_stats)
     return {"count_val": count, "share_val": count / len(self.latents),
             "pul_val": forgetting.percentage_unlearning(self.count_pretrained, count),
-            "fid_sel_val": fid, "param_norm": float(optax.global_norm(g_params))}
+            "fid_sel_val": fid, "param_norm": float(optax.tree.norm(g_params))}
 
 
 def make_validator(latents: np.ndarray, generate: Callable, feedback: feedback_lib.Feedback,
                    positive_images: np.ndarray, pretrained: GANState, batch_size: int) -> Validator:
   """A :class:`Validator` with its reference (positive-bank features) and θ_G's own scores."""
   _, features = feedback.judge(positive_images)
-  validator = Validator(latents, generate, feedback, fid_lib.feature_statistics(features), batch_size)
+  validator = Validator(latents, generate, feedback, fid_lib.feature_statistics(features),
+                        batch_size)
   count, fid = validator.measure(pretrained.g_ema_params, pretrained.g_batch_stats)
   if count == 0:
     raise UserInputError(f"the pre-trained generator shows no negative on the {len(latents)} "
@@ -333,7 +346,7 @@ class StageOutcome:
 
 def train_stage(name: str, state: GANState, real: np.ndarray, consts: PyTree, *, gan: GAN,
                 regularizer: Callable | None, cfg, key: jax.Array, batch_seed: int, mesh: Mesh,
-                step_offset: int = 0, store: Store | None = None,
+                step_offset: int = 0, store: Store | None = None, signature: str = "",
                 validator: Validator | None = None, selection: Selection | None = None,
                 log_extra: dict[str, Any] | None = None,
                 on_eval: Callable[[str, int, Snapshot], None] | None = None) -> StageOutcome:
@@ -355,6 +368,7 @@ def train_stage(name: str, state: GANState, real: np.ndarray, consts: PyTree, *,
     mesh: the device mesh.
     step_offset: added to the stage step in metrics.jsonl (a global step across stages).
     store: persistence (checkpoints, metrics); None keeps everything in memory.
+    signature: the stage's settings (:meth:`Store.signature`); a checkpoint with another is refused.
     validator, selection: with both, the generator is scored on Z_val at step 0, every
       ``cfg.eval_every`` steps and at the end, and the §4.5 rule keeps the selected snapshot.
     log_extra: constants added to every metrics record (e.g. the mean Fisher).
@@ -363,6 +377,9 @@ def train_stage(name: str, state: GANState, real: np.ndarray, consts: PyTree, *,
   parallel.check_batch_size(cfg.batch_size, mesh, f"{name} batch_size")
   if cfg.num_steps < 1:
     raise UserInputError(f"{name}: num_steps must be at least 1, got {cfg.num_steps}")
+  if cfg.batch_size > len(real):
+    raise UserInputError(f"{name}: batch_size {cfg.batch_size} exceeds its {len(real)} feedback "
+                         "samples; lower the batch size or raise feedback.n_neg / n_pos")
   batches = EpochBatches(len(real), cfg.batch_size, batch_seed)
   rep = parallel.replicated(mesh)
   evaluate = validator is not None and selection is not None
@@ -376,10 +393,12 @@ def train_stage(name: str, state: GANState, real: np.ndarray, consts: PyTree, *,
     restored = checkpointer.restore_latest(ckpt_lib.abstract_like(tree, rep))
   if restored is not None:
     _, tree, meta = restored
-    if meta.get("signature") != store.signature:
+    if meta.get("signature") != signature:
       raise UserInputError(f"the checkpoint in {checkpointer.directory} was written with another "
                            "configuration; rerun with the original flags or use a fresh --workdir")
     state, history, train_s = tree["state"], meta["history"], meta["train_s"]
+    if int(state.step) < cfg.num_steps:
+      runs.notice(f"{name}: resuming from the checkpoint at step {int(state.step)}")
     if evaluate and meta["selected"] is not None:
       selection.best, selection.snapshot = meta["selected"], tree["selected"]
     if metrics_log is not None and int(state.step) < cfg.num_steps:
@@ -398,17 +417,18 @@ def train_stage(name: str, state: GANState, real: np.ndarray, consts: PyTree, *,
       return
     tree = {"state": state}
     if evaluate:
-      tree["selected"] = selection.snapshot if selection.snapshot is not None else snapshot_of(state)
-    checkpointer.save(step, tree, {"signature": store.signature, "stage": name,
+      tree["selected"] = selection.snapshot
+    checkpointer.save(step, tree, {"signature": signature, "stage": name,
                                    "history": history, "train_s": train_s,
                                    "selected": selection.best if evaluate else None})
 
   if step < cfg.num_steps:
-    step_fn = parallel.jit_step(functools.partial(atu_step, gan=gan, regularizer=regularizer), mesh,
-                                num_args=4)
+    step_fn = parallel.jit_step(functools.partial(atu_step, gan=gan, regularizer=regularizer),
+                                mesh, num_args=4)
     batch_for = lambda s: parallel.shard_batch(mesh, real[batches.indices(s)])
     t0 = time.perf_counter()
-    compiled = step_fn.lower(state, batch_for(step), jax.random.fold_in(key, step), consts).compile()
+    compiled = step_fn.lower(state, batch_for(step), jax.random.fold_in(key, step),
+                             consts).compile()
     compile_s = time.perf_counter() - t0
     with runs.progress(cfg.num_steps, step, name) as bar:
       while step < cfg.num_steps:
@@ -427,9 +447,11 @@ def train_stage(name: str, state: GANState, real: np.ndarray, consts: PyTree, *,
             on_eval(name, step, snapshot_of(state))
         train_s += time.perf_counter() - t
         bar.update(1)
-        if metrics_log is not None and (step % cfg.log_every == 0 or scores or step == cfg.num_steps):
+        if metrics_log is not None and (step % cfg.log_every == 0 or scores
+                                        or step == cfg.num_steps):
           metrics_log.write({"step": step_offset + step, "stage": name, "stage_step": step,
-                             **metrics, **scores, **(log_extra or {}), "train_s": round(train_s, 3)})
+                             **metrics, **scores, **(log_extra or {}),
+                             "train_s": round(train_s, 3)})
         if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
           save()
   if checkpointer is not None:
@@ -503,11 +525,15 @@ def adapt_then_unlearn(gan: GAN, pretrained: GANState, feedback: feedback_lib.Fe
   sample_bs = config.sample_batch_size
   generate = sampling.make_generate_fn(gan.generate, mesh)
   sample = lambda z: generate(pretrained.g_ema_params, pretrained.g_batch_stats, z, sample_bs)
-  bank = store.bank if store is not None else (lambda name, draw: draw())
-  metrics_log = store.metrics if store is not None else None
+  bank = store.bank if store is not None else (lambda name, draw, signature: draw())
+  signature = store.signature if store is not None else (lambda *sections: "")
+  feedback_sig = signature(config.feedback, config.sample_batch_size)
+  stage1_sig = signature(config.feedback, config.sample_batch_size, config.adapt, config.ewc)
   info: dict[str, Any] = {"baseline": config.baseline, "feedback": {"judge": feedback.description}}
   timing = {"feedback_s": 0.0, "fisher_s": 0.0, "stage1_s": 0.0, "stage2_s": 0.0,
-            "extrapolation_s": 0.0, "compile_s": 0.0, "steps": 0}
+            "extrapolation_s": 0.0, "compile_s": 0.0, "steps": 0, "image_passes": 0}
+  flags: list[str] = []
+  num_val = config.selection.num_val
 
   def draw(kind: str, bank_key: jax.Array) -> feedback_lib.FeedbackBank:
     n = fb.n_neg if kind == "negative" else fb.n_pos
@@ -516,30 +542,33 @@ def adapt_then_unlearn(gan: GAN, pretrained: GANState, feedback: feedback_lib.Fe
         mode=fb.mode, count=n, num_draws=fb.draws_neg if kind == "negative" else fb.draws_pos,
         batch_size=fb.batch_size, max_draws=fb.max_draws_factor * n)
 
-  positives = bank("positives", lambda: draw("positive", jax.random.fold_in(key, 1)))
+  positives = bank("positives", lambda: draw("positive", jax.random.fold_in(key, 1)),
+                   feedback_sig)
   positive_images = sample(positives.latents)
   info["feedback"]["positives"] = positives.summary()
   timing["feedback_s"] += positives.draw_s
+  timing["image_passes"] += positives.num_drawn + len(positives.latents) + num_val
   val_latents = latents_lib.latent_bank("val", gan.latent_dim)[:config.selection.num_val]
-  validator = make_validator(val_latents, generate, feedback, positive_images, pretrained, sample_bs)
+  validator = make_validator(val_latents, generate, feedback, positive_images, pretrained,
+                             sample_bs)
   fid_limit = config.selection.fid_budget_factor * validator.fid_pretrained
   info["validation"] = {"num_val": len(val_latents), "count_pretrained": validator.count_pretrained,
                         "fid_sel_pretrained": validator.fid_pretrained, "fid_limit": fid_limit,
                         "fid_reference": "feedback features of the positive bank (θ_G samples)"}
 
-  param_filter = ewc.path_filter_from_regex(config.ewc.param_filter) if config.ewc.param_filter else None
-  fisher_cache: dict[str, Any] = {}
-
-  def fisher() -> tuple[PyTree, float]:
-    if not fisher_cache:
-      t = time.perf_counter()
-      fisher_latents = np.asarray(jax.random.normal(jax.random.fold_in(key, 4),
-                                                    (config.ewc.num_samples, gan.latent_dim)))
-      fisher_cache["value"] = generator_fisher(gan, pretrained, fisher_latents, mesh, param_filter)
-      timing["fisher_s"] = time.perf_counter() - t
-      info["fisher"] = {"mean": fisher_cache["value"][1], "num_samples": config.ewc.num_samples,
-                        "param_filter": config.ewc.param_filter or "(all)", "lam": config.ewc.lam}
-    return fisher_cache["value"]
+  ewc_consts, fisher_mean = None, 0.0
+  if config.baseline in ("none", "extrapolation", "ewc_finetune"):
+    t = time.perf_counter()
+    param_filter = (ewc.path_filter_from_regex(config.ewc.param_filter)
+                    if config.ewc.param_filter else None)
+    fisher_latents = np.asarray(jax.random.normal(jax.random.fold_in(key, 4),
+                                                  (config.ewc.num_samples, gan.latent_dim)))
+    fisher, fisher_mean = generator_fisher(gan, pretrained, fisher_latents, mesh, param_filter)
+    ewc_consts = EWCConsts(pretrained.g_ema_params, fisher)
+    timing["fisher_s"] = time.perf_counter() - t
+    timing["image_passes"] += config.ewc.num_samples
+    info["fisher"] = {"mean": fisher_mean, "num_samples": config.ewc.num_samples,
+                      "param_filter": config.ewc.param_filter or "(all)", "lam": config.ewc.lam}
 
   # ---- Stage 1: K negatively adapted models. ----
   adapted: list[PyTree] = []
@@ -551,14 +580,19 @@ def adapt_then_unlearn(gan: GAN, pretrained: GANState, feedback: feedback_lib.Fe
     info["stage1"] = []
     for j in range(adapt_cfg.num_models):
       key_j = jax.random.fold_in(jax.random.fold_in(key, 2), j)
-      negatives = bank(f"negatives_{j}", lambda: draw("negative", jax.random.fold_in(key_j, 0)))
+      negatives = bank(f"negatives_{j}", lambda: draw("negative", jax.random.fold_in(key_j, 0)),
+                       feedback_sig)
       timing["feedback_s"] += negatives.draw_s
+      timing["image_passes"] += (negatives.num_drawn + len(negatives.latents)
+                                 + 2 * adapt_cfg.num_steps * adapt_cfg.batch_size
+                                 + adapt_cfg.sanity_samples)
+      train_key = jax.random.fold_in(key_j, 1)
       outcome = train_stage(
-          f"adapt_{j}", start_state(adapt_gan, pretrained, jax.random.fold_in(key_j, 1)),
-          sample(negatives.latents), EWCConsts(pretrained.g_ema_params, fisher()[0]), gan=adapt_gan, regularizer=ewc_reg, cfg=adapt_cfg,
-          key=jax.random.fold_in(key_j, 1), batch_seed=_seed(jax.random.fold_in(key_j, 2)),
-          mesh=mesh, step_offset=stage1_steps, store=store,
-          log_extra={"fisher_mean": fisher()[1]}, on_eval=on_eval)
+          f"adapt_{j}", start_state(adapt_gan, pretrained, train_key), sample(negatives.latents),
+          ewc_consts, gan=adapt_gan, regularizer=ewc_reg, cfg=adapt_cfg, key=train_key,
+          batch_seed=_seed(jax.random.fold_in(key_j, 2)), mesh=mesh, step_offset=stage1_steps,
+          store=store, signature=stage1_sig, log_extra={"fisher_mean": fisher_mean},
+          on_eval=on_eval)
       stage1_steps += adapt_cfg.num_steps
       theta_n = _copy(outcome.state.g_ema_params)
       adapted.append(theta_n)
@@ -569,6 +603,7 @@ def adapt_then_unlearn(gan: GAN, pretrained: GANState, feedback: feedback_lib.Fe
         runs.notice(f"warning: adapted model {j} shows the negative feature in only {share:.1%} of "
                     f"{len(verdicts)} validation samples (expected ≥ {SANITY_SHARE:.0%}); consider "
                     "more Stage-1 steps or a smaller ewc.lam")
+        flags.append(f"adapted model {j}: negative share {share:.0%} < {SANITY_SHARE:.0%}")
       info["stage1"].append({"model": j, "negatives": negatives.summary(), "negative_share": share,
                              "train_s": outcome.train_s})
       timing["stage1_s"] += outcome.train_s
@@ -581,9 +616,11 @@ def adapt_then_unlearn(gan: GAN, pretrained: GANState, feedback: feedback_lib.Fe
     t = time.perf_counter()
     selected, final, curve = _extrapolation(pretrained, adapted, validator, config, fid_limit)
     timing["extrapolation_s"] = time.perf_counter() - t
+    timing["image_passes"] += len(curve["points"]) * num_val
     info["extrapolation"] = curve
     info["selected"], info["final"] = curve["selected"], curve["points"][-1]
     info["timing"] = _timing(timing, t_start)
+    info["flags"] = flags + _selection_flags(info["selected"], "s", 0.0)
     return ATUResult(selected, final, adapted, info)
 
   # ---- Stage 2 (or a fine-tuning baseline) on the positive bank. ----
@@ -597,9 +634,9 @@ def adapt_then_unlearn(gan: GAN, pretrained: GANState, feedback: feedback_lib.Fe
         aggregate=config.repulsion.aggregate)
     log_extra = {"d0": scaling["d0"]}
   elif config.baseline == "ewc_finetune":
-    consts = EWCConsts(pretrained.g_ema_params, fisher()[0])
+    consts = ewc_consts
     regularizer = functools.partial(ewc_regularizer, lam=config.ewc.lam)
-    log_extra = {"fisher_mean": fisher()[1]}
+    log_extra = {"fisher_mean": fisher_mean}
   else:
     consts, regularizer, log_extra = {}, None, None
   selection = Selection(fid_limit)
@@ -608,18 +645,26 @@ def adapt_then_unlearn(gan: GAN, pretrained: GANState, feedback: feedback_lib.Fe
       "unlearn", start_state(unlearn_gan, pretrained, stage_key), positive_images, consts,
       gan=unlearn_gan, regularizer=regularizer, cfg=unlearn_cfg, key=stage_key,
       batch_seed=_seed(jax.random.fold_in(stage_key, 1)), mesh=mesh, step_offset=stage1_steps,
-      store=store, validator=validator, selection=selection, log_extra=log_extra, on_eval=on_eval)
+      store=store, signature=signature(config), validator=validator, selection=selection,
+      log_extra=log_extra, on_eval=on_eval)
   timing["stage2_s"] = outcome.train_s
   timing["compile_s"] += outcome.compile_s
   timing["steps"] += unlearn_cfg.num_steps
+  timing["image_passes"] += (2 * unlearn_cfg.num_steps * unlearn_cfg.batch_size
+                             + (len(outcome.history) - 1) * num_val)
   info["history"] = outcome.history
   info["selected"], info["final"] = outcome.selected_record, outcome.history[-1]
   if config.baseline == "none":
     d0 = info["repulsion"]["d0"]
     info["repulsion"]["distance_exceeded_100x_d0"] = any(
         h.get("distance", 0.0) > 100 * d0 for h in outcome.history)
+    if info["repulsion"]["distance_exceeded_100x_d0"]:
+      flags.append("repulsion distance d > 100·d0")
   info["final_within_budget"] = outcome.history[-1]["fid_sel_val"] <= fid_limit
+  if not info["final_within_budget"]:
+    flags.append("final checkpoint over the selection-FID budget")
   info["timing"] = _timing(timing, t_start)
+  info["flags"] = flags + _selection_flags(info["selected"], "step", 0)
   return ATUResult(outcome.selected, snapshot_of(outcome.state), adapted, info)
 
 
@@ -670,6 +715,12 @@ def _extrapolation(pretrained: GANState, adapted: list[PyTree], validator: Valid
   last = extrapolation.extrapolate(theta_g, tau, scales[-1])
   return (selection.snapshot, Snapshot(last, stats, pretrained.d_params),
           {"points": points, "selected": selection.best, "order": "|s| ascending, negative first"})
+
+
+def _selection_flags(selected: dict[str, Any], key: str, untouched: Any) -> list[str]:
+  """A flag when the rule kept the pre-trained generator (nothing met the budget with PUL > 0)."""
+  return ([f"selection kept the pre-trained generator ({key} = {untouched})"]
+          if selected[key] == untouched else [])
 
 
 def _seed(key: jax.Array) -> int:

@@ -48,8 +48,8 @@ def classifier_feedback(classifier, classes: Sequence[int], mesh: Mesh, *,
                         min_confidence: float = 0.0, batch_size: int = 500) -> Feedback:
   """Feedback from a trained classifier (jaxunlearn.eval.classifiers.TrainedClassifier).
 
-  Negative iff argmax_y p(y|x) ∈ ``classes`` (the official rule). With ``min_confidence`` > 0 a sample
-  counts only when p(argmax|x) ≥ min_confidence; below it the sample is EXCLUDED from both banks.
+  Negative iff argmax_y p(y|x) ∈ ``classes`` (the official rule). With ``min_confidence`` > 0 a
+  sample counts only when p(argmax|x) ≥ min_confidence; below it, it is EXCLUDED from both banks.
   Features are the classifier's penultimate features (inference mode).
   """
   classes = np.asarray(sorted(classes), np.int64)
@@ -62,8 +62,8 @@ def classifier_feedback(classifier, classes: Sequence[int], mesh: Mesh, *,
       verdicts = np.where(confident, verdicts, EXCLUDED)
     return verdicts.astype(np.int8), np.asarray(out["features"], np.float32)
 
-  meta = getattr(classifier, "meta", {}) or {}
-  name = meta.get("id") or f"{meta.get('dataset', '?')}/{meta.get('role', '?')}/seed{meta.get('seed', '?')}"
+  meta = classifier.meta
+  name = meta.get("id") or f"{meta.get('dataset')}/{meta.get('role')}/seed{meta.get('seed')}"
   confidence = f", p ≥ {min_confidence}" if min_confidence > 0 else ""
   return Feedback(judge, f"classifier {name}: argmax in {classes.tolist()}{confidence}")
 
@@ -94,6 +94,7 @@ class FeedbackBank:
     num_drawn: how many latents were drawn and judged.
     num_negative: how many of the drawn were judged negative.
     draw_s: wall time of drawing and judging.
+    signature: identifies the settings it was drawn with (checked when a run reloads it).
   """
   kind: str
   latents: np.ndarray
@@ -101,6 +102,7 @@ class FeedbackBank:
   num_drawn: int
   num_negative: int
   draw_s: float
+  signature: str = ""
 
   @property
   def negative_rate(self) -> float:
@@ -116,14 +118,15 @@ class FeedbackBank:
     """Writes an .npz atomically (temp file + rename)."""
     tmp = path[:-4] + ".tmp.npz"
     np.savez(tmp, kind=self.kind, latents=self.latents, indices=self.indices,
-             num_drawn=self.num_drawn, num_negative=self.num_negative, draw_s=self.draw_s)
+             num_drawn=self.num_drawn, num_negative=self.num_negative, draw_s=self.draw_s,
+             signature=self.signature)
     os.replace(tmp, path)
 
   @classmethod
   def load(cls, path: str) -> FeedbackBank:
     with np.load(path, allow_pickle=False) as f:
       return cls(str(f["kind"]), f["latents"], f["indices"], int(f["num_drawn"]),
-                 int(f["num_negative"]), float(f["draw_s"]))
+                 int(f["num_negative"]), float(f["draw_s"]), str(f["signature"]))
 
 
 def draw_bank(key: jax.Array, *, kind: str, latent_dim: int, sample: Callable[[np.ndarray], Images],
@@ -131,8 +134,8 @@ def draw_bank(key: jax.Array, *, kind: str, latent_dim: int, sample: Callable[[n
               batch_size: int = 256, max_draws: int | None = None) -> FeedbackBank:
   """Draws latents z ~ N(0, I) from ``key`` in batches, judges G_{θ_G}(z) and keeps one kind.
 
-  Batch b is ``jax.random.normal(fold_in(key, b), (batch_size, latent_dim))``, so the stream does not
-  depend on the mode or the target.
+  Batch b is ``jax.random.normal(fold_in(key, b), (batch_size, latent_dim))``, so the stream does
+  not depend on the mode or the target.
 
   Args:
     key: the draw's key (each adapted model has its own).
@@ -165,8 +168,9 @@ def draw_bank(key: jax.Array, *, kind: str, latent_dim: int, sample: Callable[[n
   kept_z, kept_idx = [], []
   num_kept = num_drawn = num_negative = 0
   while num_drawn < limit and (mode == "fixed_draws" or num_kept < count):
-    z = jax.random.normal(jax.random.fold_in(key, num_drawn // batch_size), (batch_size, latent_dim))
-    z = np.asarray(z, np.float32)[:limit - num_drawn]
+    batch_key = jax.random.fold_in(key, num_drawn // batch_size)
+    z = np.asarray(jax.random.normal(batch_key, (batch_size, latent_dim)), np.float32)
+    z = z[:limit - num_drawn]
     verdicts, _ = feedback.judge(sample(z))
     hits = np.flatnonzero(verdicts == wanted)
     kept_z.append(z[hits])
@@ -177,8 +181,8 @@ def draw_bank(key: jax.Array, *, kind: str, latent_dim: int, sample: Callable[[n
   latents = np.concatenate(kept_z)[:count if mode == "fixed_count" else None]
   indices = np.concatenate(kept_idx).astype(np.int64)[:len(latents)]
   if len(latents) < target:
-    what = (f"lower feedback.n_{kind[:3]} or raise feedback.max_draws_factor" if mode == "fixed_count"
-            else f"raise feedback.draws_{kind[:3]}")
+    what = (f"lower feedback.n_{kind[:3]} or raise feedback.max_draws_factor"
+            if mode == "fixed_count" else f"raise feedback.draws_{kind[:3]}")
     if kind == "negative":
       what += ("; check that the generator produces the --forget class and that the classifier "
                "recognises it")

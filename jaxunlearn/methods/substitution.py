@@ -120,11 +120,17 @@ def nearest_substitutes(forget_features: np.ndarray, retain_features: np.ndarray
   return skip_duplicates(candidates, forget_pixels, retain_pixels[candidates]).astype(np.int64)
 
 
+def host_rng(key: jax.Array) -> np.random.Generator:
+  """A NumPy generator seeded by a JAX key's data: host-side draws (permutations) that need no
+  compilation per array size, yet follow the ``fold_in`` key tree."""
+  return np.random.default_rng(np.asarray(jax.random.key_data(key)))
+
+
 def random_substitutes(key: jax.Array, num_retain: int, count: int) -> np.ndarray:
   """Item mode, ``random``: ``count`` indices into the retain set, uniform without replacement."""
   if count > num_retain:
     raise ValueError(f"{count} substitutes requested from {num_retain} retained images")
-  return np.asarray(jax.random.permutation(key, num_retain)[:count]).astype(np.int64)
+  return host_rng(key).permutation(num_retain)[:count].astype(np.int64)
 
 
 def class_balanced_substitutes(key: jax.Array, retain_labels: np.ndarray,
@@ -133,7 +139,8 @@ def class_balanced_substitutes(key: jax.Array, retain_labels: np.ndarray,
   """Class mode: ``count`` indices into the retain set, balanced over the classes not forgotten.
 
   The C−k other classes get quotas ⌊count/(C−k)⌋, the first ``count mod (C−k)`` of them one more;
-  within class c the images are uniform without replacement, drawn with ``fold_in(key, c)``.
+  class c contributes its first quota images in one random order of the retain set (drawn from
+  ``key``): uniform within class, without replacement.
 
   Args:
     key: a JAX key.
@@ -147,15 +154,15 @@ def class_balanced_substitutes(key: jax.Array, retain_labels: np.ndarray,
   """
   others = [c for c in range(num_classes) if c not in forget_classes]
   base, extra = divmod(count, len(others))
+  order = host_rng(key).permutation(len(retain_labels))
   chosen = []
   for i, c in enumerate(others):
     quota = base + (i < extra)
-    members = np.flatnonzero(retain_labels == c)
+    members = order[retain_labels[order] == c]
     if quota > len(members):
       raise ValueError(f"class {c} has {len(members)} retained images; {quota} substitutes needed "
                        "(lower substitution.ratio)")
-    perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, c), len(members)))
-    chosen.append(members[perm[:quota]])
+    chosen.append(members[:quota])
   return np.concatenate(chosen).astype(np.int64)
 
 
@@ -212,7 +219,7 @@ def paired_batches(key: jax.Array, num_forget: int, num_substitutes: int, batch_
   """Which substitute replaces each forget image in D's real batch, for one round of unlearning steps.
 
   Step i's forget batch is ``perm_u[(i·B_u + j) mod |D_u|]``, j = 0..B_u−1, with perm_u a permutation of
-  D_u drawn from ``fold_in(key, 0)`` (every x_u is seen once per ⌈|D_u|/B_u⌉ steps; batches wrap). Its
+  D_u drawn with ``fold_in(key, 0)`` (every x_u is seen once per ⌈|D_u|/B_u⌉ steps; batches wrap). Its
   substitute batch is the same indices when S is index-aligned with D_u (``aligned``), else
   ``perm_s[(i·B_u + j) mod |S|]`` with perm_s from ``fold_in(key, 1)``.
 
@@ -228,7 +235,8 @@ def paired_batches(key: jax.Array, num_forget: int, num_substitutes: int, batch_
 
 
 def batch_indices(key: jax.Array, num_items: int, batch_size: int, num_steps: int) -> np.ndarray:
-  """(num_steps, batch_size) int64: batch i is ``perm[(i·B + j) mod num_items]``, perm from ``key``."""
-  perm = np.asarray(jax.random.permutation(key, num_items)).astype(np.int64)
+  """(num_steps, batch_size) int64: batch i is ``perm[(i·B + j) mod num_items]``, perm drawn with
+  ``host_rng(key)``."""
+  perm = host_rng(key).permutation(num_items).astype(np.int64)
   slots = (np.arange(num_steps)[:, None] * batch_size + np.arange(batch_size)[None, :]) % num_items
   return perm[slots]

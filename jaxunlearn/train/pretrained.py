@@ -34,8 +34,8 @@ class TrainedGAN:
   workdir: str
 
 
-def load_gan(workdir: str, mesh: Mesh, *, flag: str = "--pretrained") -> TrainedGAN:
-  """Restores the newest intact checkpoint of a ``train_gan`` workdir onto ``mesh``."""
+def read_config(workdir: str, *, flag: str = "--pretrained") -> ml_collections.ConfigDict:
+  """The GAN config of a ``train_gan`` workdir (its config.json), without touching checkpoints."""
   config_path = os.path.join(workdir or "", "config.json")
   if not workdir or not os.path.isfile(config_path):
     raise UserInputError(f"{flag}={workdir!r} is not a train_gan workdir (no config.json); pass "
@@ -47,6 +47,12 @@ def load_gan(workdir: str, mesh: Mesh, *, flag: str = "--pretrained") -> Trained
   if "model" not in config or "latent_dim" not in config:
     raise UserInputError(f"{flag}={workdir!r} holds no GAN (its config.json has no model); pass "
                          "the --workdir of an experiments.train_gan run")
+  return config
+
+
+def load_gan(workdir: str, mesh: Mesh, *, flag: str = "--pretrained") -> TrainedGAN:
+  """Restores the newest intact checkpoint of a ``train_gan`` workdir onto ``mesh``."""
+  config = read_config(workdir, flag=flag)
   if not os.path.isdir(os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR)):
     raise UserInputError(f"{flag}={workdir!r} has no checkpoints/ folder yet")
   gan = gan_lib.make_gan(config)

@@ -1,0 +1,43 @@
+r"""Step throughput: every jitted step kind, the PyTorch DCGAN peer, unlearning vs retraining.
+
+  python -m experiments.benchmark --workdir=/tmp/bench \
+      --config=experiments/configs/benchmark.py[:spec|:smoke] [--config.batch_sizes=64,128]
+
+Writes config.json, results.json (atomically, once) and benchmark.md to the workdir; see
+experiments/benchmarks/NOTES.md for how to read the numbers on a shared machine.
+"""
+
+import os
+import tempfile
+
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import common
+from experiments.benchmarks import suite
+from jaxunlearn import runs
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", "experiments/configs/benchmark.py",
+                                "Benchmark config.", lock_config=True)
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp_", suffix=".md")
+  with os.fdopen(fd, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def main():
+  suite.check_config(FLAGS.config)
+  workdir = runs.prepare_workdir(FLAGS.workdir)
+  runs.write_config(workdir, FLAGS.config, common.standard_flags())
+  results = suite.run(FLAGS.config, notice=runs.notice)
+  runs.write_json_atomic(os.path.join(workdir, runs.RESULTS_FILE), results)
+  _write_text_atomic(os.path.join(workdir, "benchmark.md"), suite.markdown(results))
+  runs.notice(f"wrote {os.path.join(workdir, 'benchmark.md')}")
+
+
+if __name__ == "__main__":
+  common.run(main)

@@ -1,0 +1,292 @@
+"""The benchmark run behind experiments.benchmark: step kinds, the PyTorch peer, device scaling.
+
+:func:`run` times every selected kind (:mod:`experiments.benchmarks.kinds`) at every batch size on
+one device, the PyTorch DCGAN (:mod:`experiments.benchmarks.torch_dcgan`) against
+``gan_train_step`` in alternating rounds, and ``gan_train_step`` on 1, 2, 4, 8 devices where they
+exist. It returns the results.json object; :func:`markdown` renders it as tables.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+
+from experiments.benchmarks import kinds as kinds_lib
+from jaxunlearn import benchmarking as bm
+from jaxunlearn import parallel
+from jaxunlearn.errors import UserInputError
+from jaxunlearn.train import gan as gan_lib
+
+TIMING_METHOD = (
+    "compile_s: lower + compile of the jitted step. Steady state: `warmup` untimed calls, then "
+    "`iters` timed calls, each waited on with jax.block_until_ready (donated state threaded from "
+    "call to call); median wall time per call (min and IQR also given) and median process CPU "
+    "time per call. images/s = batch size / median. FLOP/s = XLA cost_analysis 'flops' of the "
+    "compiled step / median; the PyTorch peer is credited with the same FLOPs (same networks). "
+    "The JAX and PyTorch train steps alternate in `rounds` rounds, so their ratio is measured "
+    "under the same machine load.")
+
+
+def selected_kinds(config: ml_collections.ConfigDict) -> list[str]:
+  """The kinds named by ``config.kinds`` ("all" or a comma-separated list), validated."""
+  if config.kinds.strip() == "all":
+    return list(kinds_lib.KINDS)
+  names = [k.strip() for k in config.kinds.split(",") if k.strip()]
+  unknown = [k for k in names if k not in kinds_lib.KINDS]
+  if unknown or not names:
+    raise UserInputError(f"kinds={config.kinds!r}: unknown {unknown or 'empty list'}; valid: 'all' "
+                         f"or a comma-separated list of {', '.join(kinds_lib.KINDS)}")
+  return names
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Refuses settings that cannot run, before anything is written."""
+  selected_kinds(config)
+  for name in ("batch_sizes", "device_counts"):
+    values = tuple(config[name])
+    if not values or any(int(v) < 1 for v in values):
+      raise UserInputError(f"{name}={values}: give one or more positive integers")
+  for name in ("iters", "warmup", "rounds", "matmul_size", "scaling_batch_size"):
+    if int(config[name]) < (0 if name == "warmup" else 1):
+      raise UserInputError(f"{name}={config[name]} must be {'>= 0' if name == 'warmup' else '>= 1'}")
+
+
+def _ms(seconds: float | None) -> float | None:
+  return None if seconds is None else 1000.0 * seconds
+
+
+def _row(kind: str, framework: str, batch_size: int, timing: bm.Timing, *, devices: int = 1,
+         compile_s: float | None, flops: float | None, xla_bytes: int | None,
+         peak_flops: float) -> dict[str, Any]:
+  s = timing.summary()
+  memory, source = bm.peak_memory()
+  flops_per_s = flops / s["median_s"] if flops else None
+  return {"kind": kind, "framework": framework, "batch_size": batch_size, "devices": devices,
+          "compile_s": compile_s, "median_ms": _ms(s["median_s"]), "min_ms": _ms(s["min_s"]),
+          "iqr_ms": _ms(s["iqr_s"]), "cpu_median_ms": _ms(s["cpu_median_s"]), "n": s["n"],
+          "images_per_s": batch_size / s["median_s"], "flops_per_step": flops,
+          "flops_per_s": flops_per_s,
+          "fraction_of_matmul_peak": flops_per_s / peak_flops if flops_per_s else None,
+          "xla_buffer_bytes": xla_bytes, "peak_memory_bytes": memory, "peak_memory_source": source}
+
+
+class _Peer:
+  """The PyTorch peer, or the reason it is absent."""
+
+  def __init__(self, config: ml_collections.ConfigDict, gan: gan_lib.GAN, jax_state):
+    self.module, self.reason, self.info = None, None, {"available": False}
+    if not config.torch_peer:
+      self.reason = "disabled (config.torch_peer=False)"
+      return
+    if config.gan.r1_gamma > 0 or config.gan.ema_decay > 0:
+      self.reason = "the peer has neither R1 nor EMA; set gan.r1_gamma = gan.ema_decay = 0"
+      return
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+      from experiments.benchmarks import torch_dcgan  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      self.reason = f"PyTorch is not installed ({e}); the peer was skipped"
+      return
+    threads = os.cpu_count() if config.torch_threads == -1 else int(config.torch_threads)
+    torch.set_num_threads(threads)
+    self.torch, self.module, self.config = torch, torch_dcgan, config
+    peer = self.make()
+    count = lambda tree: sum(int(x.size) for x in jax.tree.leaves(tree))
+    params = {"jax": {"generator": count(jax_state.g_params),
+                      "discriminator": count(jax_state.d_params)},
+              "torch": {"generator": torch_dcgan.num_params(peer.g),
+                        "discriminator": torch_dcgan.num_params(peer.d)}}
+    if params["jax"] != params["torch"]:
+      raise AssertionError(f"the PyTorch peer differs from the JAX DCGAN: parameters {params}")
+    self.info = {"available": True, "torch_version": torch.__version__,
+                 "torch_threads": torch.get_num_threads(), "parameters": params,
+                 "adam_fused": bool(peer.d_opt.defaults.get("fused"))}
+
+  def make(self):
+    c = self.config.gan
+    return self.module.TorchGAN(
+        channels=1 if c.dataset == "mnist" else 3, g_width=c.dcgan.g_width,
+        d_width=c.dcgan.d_width, latent_dim=c.latent_dim, learning_rate=c.optimizer.learning_rate,
+        b1=c.optimizer.b1, b2=c.optimizer.b2)
+
+  def runner(self, batch_size: int):
+    peer = self.make()
+    real = peer.real_batch(batch_size, 1 if self.config.gan.dataset == "mnist" else 3)
+    return lambda: peer.train_step(real)
+
+
+def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
+  """Runs the benchmark described by ``config``; returns the results.json object."""
+  check_config(config)
+  started = time.time()
+  load_start = os.getloadavg()
+  gan = gan_lib.make_gan(config.gan)
+  setup = kinds_lib.Setup(config, gan)
+  peaks = {"start": bm.matmul_peak(config.matmul_size, iters=config.iters)}
+  peak = peaks["start"]["flops_per_s_median"]
+  notice(f"float32 matmul {config.matmul_size}³: {peak / 1e9:.0f} GFLOP/s (median)")
+  mesh = parallel.make_mesh(1)
+  peer = _Peer(config, gan, setup.gan_state(mesh))
+  if peer.reason:
+    notice(f"PyTorch peer: {peer.reason}")
+  rows, skipped, comparison = [], [], []
+  for kind in selected_kinds(config):
+    for batch_size in config.batch_sizes:
+      try:
+        runner = bm.prepare(kinds_lib.KINDS[kind].builder(setup, batch_size, mesh))
+      except (ImportError, AttributeError, TypeError) as e:  # a method module missing or changed
+        skipped.append({"kind": kind, "batch_size": batch_size,
+                        "reason": f"{type(e).__name__}: {e}"})
+        notice(f"{kind}: skipped ({type(e).__name__}: {e})")
+        continue
+      runners = {"jax": runner}
+      if kind == "gan_train_step" and peer.module is not None:
+        runners["torch"] = peer.runner(batch_size)
+      timings = bm.measure(runners, warmup=config.warmup, iters=config.iters,
+                           rounds=config.rounds if len(runners) > 1 else 1)
+      row = _row(kind, "jax", batch_size, timings["jax"], compile_s=runner.compile_s,
+                 flops=runner.flops, xla_bytes=runner.xla_bytes, peak_flops=peak)
+      rows.append(row)
+      notice(f"{kind} B={batch_size}: {row['median_ms']:.1f} ms/step, "
+             f"{row['images_per_s']:.0f} images/s (compile {runner.compile_s:.1f} s)")
+      if "torch" in timings:
+        torch_row = _row(kind, "torch", batch_size, timings["torch"], compile_s=None,
+                         flops=runner.flops, xla_bytes=None, peak_flops=peak)
+        rows.append(torch_row)
+        comparison.append({
+            "batch_size": batch_size, "jax_median_ms": row["median_ms"],
+            "torch_median_ms": torch_row["median_ms"],
+            "torch_over_jax": torch_row["median_ms"] / row["median_ms"],
+            "torch_over_jax_cpu_time": torch_row["cpu_median_ms"] / row["cpu_median_ms"]})
+        notice(f"  PyTorch peer: {torch_row['median_ms']:.1f} ms/step "
+               f"(PyTorch/JAX = {comparison[-1]['torch_over_jax']:.2f})")
+      del runner, runners
+  peaks["end"] = bm.matmul_peak(config.matmul_size, iters=config.iters)
+  return {
+      "rows": rows, "skipped": skipped,
+      "peer": {**peer.info, "reason": peer.reason, "comparison": comparison},
+      "unlearn_vs_retrain": _unlearn_vs_retrain(rows),
+      "scaling": _scaling(config, setup, peak, notice),
+      "matmul_peak": {**peaks, "reference_flops_per_s": peak},
+      "machine": {"cpu_count": os.cpu_count(), "load_average_start": load_start,
+                  "load_average_end": os.getloadavg(), "backend": jax.default_backend(),
+                  "device_kind": jax.devices()[0].device_kind, "device_count": jax.device_count(),
+                  "xla_flags": os.environ.get("XLA_FLAGS", "")},
+      "parameters": {"generator_width": config.gan.dcgan.g_width,
+                     "discriminator_width": config.gan.dcgan.d_width,
+                     "latent_dim": config.gan.latent_dim, "dataset": config.gan.dataset},
+      "kinds": {k: kinds_lib.KINDS[k].description for k in selected_kinds(config)},
+      "timing_method": TIMING_METHOD, "wall_s": time.time() - started}
+
+
+def _unlearn_vs_retrain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Step time of each unlearning kind over that of its retraining kind at the same batch size."""
+  jax_rows = {(r["kind"], r["batch_size"]): r for r in rows if r["framework"] == "jax"}
+  out = []
+  for (kind, batch_size), row in jax_rows.items():
+    spec = kinds_lib.KINDS[kind]
+    base = jax_rows.get((spec.retrain_kind, batch_size))
+    if spec.unlearning and base is not None:
+      out.append({"kind": kind, "retrain_kind": spec.retrain_kind, "batch_size": batch_size,
+                  "unlearn_step_ms": row["median_ms"], "retrain_step_ms": base["median_ms"],
+                  "step_time_ratio": row["median_ms"] / base["median_ms"]})
+  return out
+
+
+def _scaling(config: ml_collections.ConfigDict, setup: kinds_lib.Setup, peak: float,
+             notice) -> list[dict[str, Any]]:
+  """gan_train_step images/s on each device count of ``config.device_counts`` that exists."""
+  batch_size, available = config.scaling_batch_size, jax.device_count()
+  out, runners = [], {}
+  for n in config.device_counts:
+    if n > available:
+      out.append({"devices": n, "skipped": f"only {available} device(s) present"})
+    elif batch_size % n:
+      out.append({"devices": n, "skipped": f"scaling_batch_size={batch_size} does not divide "
+                                           f"by {n}"})
+    else:
+      mesh = parallel.make_mesh(n)
+      runners[n] = bm.prepare(kinds_lib.KINDS["gan_train_step"].builder(setup, batch_size, mesh))
+  if runners:
+    timings = bm.measure(runners, warmup=config.warmup, iters=config.iters, rounds=config.rounds)
+    base = None
+    for n, runner in runners.items():
+      row = _row("gan_train_step", "jax", batch_size, timings[n], devices=n,
+                 compile_s=runner.compile_s, flops=runner.flops, xla_bytes=runner.xla_bytes,
+                 peak_flops=peak)
+      base = base or row["images_per_s"]
+      out.append({**row, "speedup": row["images_per_s"] / base})
+      notice(f"{n} device(s), B={batch_size}: {row['images_per_s']:.0f} images/s")
+  if jax.default_backend() == "cpu" and available > (os.cpu_count() or 1):
+    out.append({"note": f"{available} virtual CPU devices share {os.cpu_count()} cores: "
+                        "speedups here measure overhead, not hardware scaling"})
+  return sorted(out, key=lambda r: r.get("devices", 1 << 30))
+
+
+def _fmt(value: Any, spec: str) -> str:
+  return "–" if value is None else format(value, spec)
+
+
+def markdown(results: dict[str, Any]) -> str:
+  """benchmark.md: the step table, the PyTorch comparison, unlearn/retrain ratios, scaling."""
+  p, m = results["parameters"], results["machine"]
+  lines = [f"# Step benchmark: {p['dataset']} DCGAN, G width {p['generator_width']}, "
+           f"D width {p['discriminator_width']}", "",
+           f"Machine: {m['cpu_count']} CPU cores, {m['device_count']} {m['backend']} device(s) "
+           f"({m['device_kind']}); load average {m['load_average_start'][0]:.1f} at the start, "
+           f"{m['load_average_end'][0]:.1f} at the end. float32 matmul peak measured in this run: "
+           f"{results['matmul_peak']['reference_flops_per_s'] / 1e9:.0f} GFLOP/s.", "",
+           "| kind | framework | batch | compile s | median ms | CPU ms | images/s | GFLOP/step "
+           "| GFLOP/s | % of matmul peak | XLA buffers MiB | peak memory MiB |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  for r in sorted(results["rows"], key=lambda r: (r["kind"], r["batch_size"], r["framework"])):
+    lines.append(
+        f"| {r['kind']} | {r['framework']} | {r['batch_size']} | {_fmt(r['compile_s'], '.1f')} | "
+        f"{r['median_ms']:.1f} | {r['cpu_median_ms']:.1f} | {r['images_per_s']:.0f} | "
+        f"{_fmt(r['flops_per_step'] and r['flops_per_step'] / 1e9, '.2f')} | "
+        f"{_fmt(r['flops_per_s'] and r['flops_per_s'] / 1e9, '.1f')} | "
+        f"{_fmt(r['fraction_of_matmul_peak'] and 100 * r['fraction_of_matmul_peak'], '.0f')} | "
+        f"{_fmt(r['xla_buffer_bytes'] and r['xla_buffer_bytes'] / 2**20, '.1f')} | "
+        f"{r['peak_memory_bytes'] / 2**20:.0f} |")
+  source = results["rows"][0]["peak_memory_source"] if results["rows"] else "–"
+  lines += ["", f"Peak memory: {source}. XLA buffers: arguments + outputs + temporaries − donated "
+            "bytes of the compiled step (XLA memory_analysis).", ""]
+  for s in results["skipped"]:
+    lines.append(f"- skipped {s['kind']} (B={s['batch_size']}): {s['reason']}")
+  peer = results["peer"]
+  lines += ["", "## JAX vs the PyTorch peer (gan_train_step)", ""]
+  if not peer["available"]:
+    lines.append(f"PyTorch peer skipped: {peer['reason']}")
+  else:
+    lines += [f"PyTorch {peer['torch_version']}, {peer['torch_threads']} threads; parameters "
+              f"JAX {peer['parameters']['jax']}, PyTorch {peer['parameters']['torch']}.", "",
+              "| batch | JAX ms | PyTorch ms | PyTorch / JAX (wall) | PyTorch / JAX (CPU time) |",
+              "|---:|---:|---:|---:|---:|"]
+    for c in peer["comparison"]:
+      lines.append(f"| {c['batch_size']} | {c['jax_median_ms']:.1f} | {c['torch_median_ms']:.1f} | "
+                   f"{c['torch_over_jax']:.2f} | {c['torch_over_jax_cpu_time']:.2f} |")
+  if results["unlearn_vs_retrain"]:
+    lines += ["", "## Unlearning step vs retraining step (same run, same batch size)", "",
+              "| kind | batch | step ms | retrain kind | retrain step ms | ratio |",
+              "|---|---:|---:|---|---:|---:|"]
+    for u in results["unlearn_vs_retrain"]:
+      lines.append(f"| {u['kind']} | {u['batch_size']} | {u['unlearn_step_ms']:.1f} | "
+                   f"{u['retrain_kind']} | {u['retrain_step_ms']:.1f} | "
+                   f"{u['step_time_ratio']:.2f} |")
+  lines += ["", "## gan_train_step on several devices", "",
+            "| devices | batch | median ms | images/s | speedup |", "|---:|---:|---:|---:|---:|"]
+  notes = []
+  for s in results["scaling"]:
+    if "note" in s:
+      notes.append(s["note"])
+    elif "skipped" in s:
+      lines.append(f"| {s['devices']} | – | – | – | skipped: {s['skipped']} |")
+    else:
+      lines.append(f"| {s['devices']} | {s['batch_size']} | {s['median_ms']:.1f} | "
+                   f"{s['images_per_s']:.0f} | {s['speedup']:.2f} |")
+  lines += [""] + notes + ["", f"Method: {results['timing_method']}", ""]
+  return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""Step-throughput benchmark (experiments.benchmark): every step kind, the PyTorch peer, scaling.
+
+Variants:
+  (default) the MNIST DCGAN at the repo's default widths (g_width = d_width = 32, mnist_dcgan.py),
+            batch sizes 32/64/128/256, every registered kind, the PyTorch peer;
+  spec      the same at the spec's widths (64: G 512/256/128, D 128/256/512);
+  smoke     seconds on 2 CPU cores: tiny widths, one batch size, 2 timed calls (tests).
+
+  python -m experiments.benchmark --workdir=W --config=experiments/configs/benchmark.py \
+      [--config.batch_sizes=64,128] [--config.kinds=gan_train_step]
+"""
+
+import ml_collections
+
+from experiments.configs import mnist_dcgan
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.gan = mnist_dcgan.get_config()  # make_gan reads it: widths, latent_dim, optimizer, dataset
+  c.kinds = "all"                 # comma-separated step kinds to time, or "all" (registered)
+  c.batch_sizes = (32, 64, 128, 256)
+  c.warmup = 3                    # untimed calls after compilation
+  c.iters = 20                    # timed calls per case (median reported)
+  c.rounds = 4                    # the JAX and PyTorch train steps alternate in this many rounds
+  c.matmul_size = 1024            # float32 matmul measured for the machine's peak FLOP/s
+  c.device_counts = (1, 2, 4, 8)  # images/s of gan_train_step on this many devices, where present
+  c.scaling_batch_size = 128      # global batch of the scaling rows (divisible by the counts)
+  c.torch_peer = True             # time the PyTorch DCGAN (skipped, and said so, without torch)
+  c.torch_threads = -1            # torch.set_num_threads; -1 = os.cpu_count()
+  c.classifier = ml_collections.ConfigDict({"model": "lenet", "widths": (32, 64, 128)})
+  c.atu = ml_collections.ConfigDict({"num_adapted": 5, "ewc_lam": 5e8, "repulsion": "el2"})
+  if variant == "":
+    return c
+  if variant == "spec":
+    c.gan.dcgan.g_width = 64
+    c.gan.dcgan.d_width = 64
+    return c
+  if variant == "smoke":
+    c.gan.dcgan.g_width = 4
+    c.gan.dcgan.d_width = 4
+    c.batch_sizes = (8,)
+    c.warmup = 1
+    c.iters = 2
+    c.rounds = 2
+    c.matmul_size = 128
+    c.device_counts = (1, 2)
+    c.scaling_batch_size = 8
+    c.classifier.widths = (4, 8, 16)
+    c.atu.num_adapted = 2
+    return c
+  raise ValueError(f"unknown variant {variant!r}; valid: '', 'spec', 'smoke'")
