@@ -19,10 +19,10 @@ from typing import Any, Callable
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import adapt_then_unlearn as atu_experiment
+from jaxunlearn.methods import atu_experiment
 from experiments import common
 from jaxunlearn import runs
-from jaxunlearn.eval import classifier_training, report
+from jaxunlearn.eval import classifier_training, classifiers, report
 from jaxunlearn.methods import cascaded
 from jaxunlearn.train import loop
 
@@ -58,7 +58,8 @@ def run_quickstart(config, workdir: str, *, data_dir: str | None = None, seed: i
     clf_config.role = role
     _stage(f"{role} classifier", path("classifiers", role),
            lambda c=clf_config, r=role: classifier_training.train_and_evaluate(
-               c, path("classifiers", r), data_dir=data_dir, seed=seed), stages)
+               c, path("classifiers", r), data_dir=data_dir,
+               seed=seed + classifiers.ROLE_SEEDS[r]), stages)  # eval and feedback differ
   eval_clf, feedback_clf = path("classifiers", "eval"), path("classifiers", "feedback")
   _stage("pre-trained GAN", path("gan"), lambda: loop.train_and_evaluate(
       config.gan, path("gan"), data_dir=data_dir, seed=seed), stages)
@@ -75,7 +76,8 @@ def run_quickstart(config, workdir: str, *, data_dir: str | None = None, seed: i
           feedback_classifier=feedback_clf, data_dir=data_dir, seed=seed)),
       f"atu_class{digit}": (class_spec, retrain, lambda wd: atu_experiment.run_experiment(
           config.atu, wd, pretrained=path("gan"), forget=class_spec,
-          feedback_classifier=feedback_clf, seed=seed)),
+          feedback_classifier=eval_clf if config.atu.feedback.classifier == "eval" else feedback_clf,
+          seed=seed)),
   }
   for name, (_, _, fn) in methods.items():
     _stage(name, path(name), lambda f=fn, n=name: f(path(n)), stages)
@@ -103,7 +105,8 @@ def headline_rows(cards: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
   for name, card in cards.items():
     for section in ("effectiveness", "quality", "efficiency"):
       for row in card[section]["rows"]:
-        label = row["model"] if not row["model"].startswith("Unlearned") else f"{name}"
+        label = {"Retrained (reference)": "Retrained G_R/D_R (gold)"}.get(row["model"], row["model"])
+        label = name if label.startswith("Unlearned") else label
         if label.startswith("Floors"):
           continue
         rows.setdefault(label, {"model": label}).update(
@@ -168,7 +171,7 @@ def write_report(workdir: str, cards: dict[str, dict[str, Any]], stages: list[di
   any_card = next(iter(cards.values()))
   lines += [f"Digit forgotten: **{config.digit}**; item unlearning: **{config.num_items}** images. "
             f"Data: {any_card['header'].get('data', 'MNIST')}. Software/device: "
-            f"{any_card['header'].get('software / device', '')}. Total wall time of this "
+            f"{any_card['header'].get('software_device', '')}. Total wall time of this "
             f"invocation: {total_s:.0f} s.", "",
             "## Headline (all models, from the report cards below)", "",
             "| " + " | ".join(t for _, t, _ in _HEADLINE) + " |",
@@ -182,8 +185,10 @@ def write_report(workdir: str, cards: dict[str, dict[str, Any]], stages: list[di
   lines += [f"| {s['stage']} | {'yes' if s['reused'] else 'no'} | {s['wall_s']} |" for s in stages]
   lines += ["", "## Before / after (same latents; original left, unlearned right)", ""]
   for name in cards:
-    src = os.path.join(workdir, name, "grid_compare.png")
-    if os.path.exists(src):
+    candidates = [os.path.join(workdir, name, "grid_compare.png"),  # cascaded
+                  os.path.join(workdir, name, "grids", "compare_unlearned.png")]  # ATU
+    src = next((c for c in candidates if os.path.exists(c)), None)
+    if src is not None:
       shutil.copyfile(src, os.path.join(workdir, f"grid_compare_{name}.png"))
       lines += [f"**{name}**", "", f"![{name}](grid_compare_{name}.png)", ""]
   lines += ["## Forgotten share over unlearning", "",

@@ -110,7 +110,9 @@ def measure(runners: dict[str, Callable[[], None]], *, warmup: int, iters: int, 
   """Times every runner ``iters`` times after ``warmup`` untimed calls.
 
   The timed calls are split into ``rounds`` rounds; within a round each runner makes its share of
-  calls in turn, so runners measured together alternate and share the machine's load.
+  calls in turn, so runners measured together alternate and share the machine's load. With
+  several runners, each turn starts with one untimed call: the first call after a switch pays for
+  the other runner's threads winding down and for cold caches.
   """
   for run in runners.values():
     for _ in range(warmup):
@@ -120,6 +122,8 @@ def measure(runners: dict[str, Callable[[], None]], *, warmup: int, iters: int, 
   for r in range(rounds):
     n = iters // rounds + (1 if r < iters % rounds else 0)
     for name, run in runners.items():
+      if len(runners) > 1:
+        run()
       for _ in range(n):
         wall, cpu = time.perf_counter(), time.process_time()
         run()

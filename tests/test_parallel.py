@@ -20,3 +20,25 @@ def test_train_gan_smoke_on_8_devices(tmp_path, data_dir):
              "--config=experiments/configs/mnist_dcgan.py:smoke", env=EIGHT_DEVICES)
   results = json.load(open(os.path.join(tmp_path, "results.json")))
   assert len(results["devices"]) == 8 and results["steps"] == 6
+
+
+def test_classifier_and_both_methods_smoke_on_8_devices(tmp_path, smoke_gan, stub_classifier,
+                                                        data_dir):
+  """The classifier step, cascaded unlearning and Adapt-then-Unlearn end to end on 8 devices,
+  starting from a GAN trained on 1 device (its checkpoint restores onto 8)."""
+  feedback = tmp_path / "feedback"
+  run_module("experiments.train_classifier", f"--workdir={feedback}",
+             "--config=experiments/configs/mnist_classifier.py:smoke", "--config.role=feedback",
+             "--config.eval_batch_size=512", env=EIGHT_DEVICES)
+  run_module("experiments.cascaded_unlearning", f"--workdir={tmp_path / 'cascaded'}",
+             f"--pretrained={smoke_gan}", "--forget=items:8", f"--feedback_classifier={feedback}",
+             "--config=experiments/configs/cascaded_unlearning.py:smoke", env=EIGHT_DEVICES)
+  # A smoke-trained classifier puts every smoke sample in one class: ATU judges with the stub.
+  run_module("experiments.adapt_then_unlearn", f"--workdir={tmp_path / 'atu'}",
+             f"--pretrained={smoke_gan}", "--forget=class:8",
+             f"--feedback_classifier={stub_classifier}",
+             "--repulsion=el2", "--num_adapted=2",
+             "--config=experiments/configs/adapt_then_unlearn.py:smoke", env=EIGHT_DEVICES)
+  for name in ("cascaded", "atu"):
+    results = json.load(open(tmp_path / name / "results.json"))
+    assert len(results["devices"]) == 8, name

@@ -8,11 +8,10 @@ import sys
 import time
 
 import chex
-import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, local_data_dir, run_module
+from conftest import REPO, run_module
 from jaxunlearn import parallel
 from jaxunlearn.train import pretrained
 

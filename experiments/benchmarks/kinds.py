@@ -39,15 +39,20 @@ class Setup:
 
   def gan_state(self, mesh: Mesh) -> gan_lib.GANState:
     """A fresh GAN state, replicated over ``mesh`` (its own buffers: steps donate it)."""
-    init = jax.jit(functools.partial(self.gan.init, image_shape=self.image_shape),
-                   out_shardings=parallel.replicated(mesh))
-    return init(jax.random.key(0))
+    return _gan_init(self.gan, self.image_shape, mesh)(jax.random.key(0))
 
   def images(self, mesh: Mesh, batch_size: int, seed: int = 1) -> jax.Array:
     """(batch_size, 32, 32, C) uniform images in [-1, 1], sharded along ``data``."""
     x = jax.random.uniform(jax.random.key(seed), (batch_size, *self.image_shape), jnp.float32,
                            -1.0, 1.0)
     return parallel.shard_batch(mesh, jax.device_get(x))
+
+
+@functools.lru_cache(maxsize=None)
+def _gan_init(gan: gan_lib.GAN, image_shape: tuple[int, int, int], mesh: Mesh):
+  """``GAN.init`` jitted once per (GAN, shape, mesh), its output replicated over the mesh."""
+  return jax.jit(functools.partial(gan.init, image_shape=image_shape),
+                 out_shardings=parallel.replicated(mesh))
 
 
 Builder = Callable[[Setup, int, Mesh], Case]
@@ -148,7 +153,7 @@ def _atu_case(setup: Setup, batch_size: int, mesh: Mesh, stage: int) -> Case:
   from jaxunlearn.methods import repulsion  # pylint: disable=g-import-not-at-top
   cfg = setup.config.atu
   state = setup.gan_state(mesh)
-  theta_g = state.g_params
+  theta_g = jax.tree.map(jnp.copy, state.g_params)  # the step donates the state's own buffers
   if stage == 1:
     consts = atu.EWCConsts(anchor=theta_g, fisher=jax.tree.map(jnp.ones_like, theta_g))
     regularizer = functools.partial(atu.ewc_regularizer, lam=cfg.ewc_lam)
@@ -182,35 +187,43 @@ def _atu_stage2(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
 # ------------------------------------------------------------------------------------------------
 
 def _classifier(setup: Setup):
+  """The classifier module of ``config.classifier`` for the GAN's dataset."""
   from jaxunlearn.eval import classifiers as clf  # pylint: disable=g-import-not-at-top
   cfg = setup.config.classifier
-  arch = clf.architecture({"model": cfg.model, "dataset": setup.config.gan.dataset,
-                           "widths": cfg.widths})
-  return clf, clf.make_classifier(arch)
+  return clf.make_classifier(clf.architecture({"model": cfg.model, "widths": cfg.widths,
+                                               "dataset": setup.config.gan.dataset}))
+
+
+@functools.lru_cache(maxsize=None)
+def _classifier_init(module, image_shape: tuple[int, int, int], mesh: Mesh):
+  """``module.init`` jitted once per (module, shape, mesh), replicated: {'params', ...}."""
+  return jax.jit(lambda key: module.init(key, jnp.zeros((1, *image_shape)), train=False),
+                 out_shardings=parallel.replicated(mesh))
 
 
 @register("classifier_train_step", "eval.classifier_training.train_step (Adam, ±2 px shifts)")
 def _classifier_train_step(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
   from jaxunlearn.eval import classifier_training  # pylint: disable=g-import-not-at-top
-  clf, module = _classifier(setup)
+  from jaxunlearn.eval import classifiers as clf  # pylint: disable=g-import-not-at-top
+  module = _classifier(setup)
   optimizer = clf.make_optimizer({"name": "adam", "learning_rate": 1e-3, "momentum": 0.9,
                                   "weight_decay": 0.0, "schedule": "constant"}, 1)
-  init = jax.jit(functools.partial(clf.create_state, module, optimizer,
-                                   image_shape=setup.image_shape),
-                 out_shardings=parallel.replicated(mesh))
+  variables = _classifier_init(module, setup.image_shape, mesh)(jax.random.key(0))
+  state = clf.ClassifierState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                              batch_stats=variables.get("batch_stats", {}),
+                              opt_state=optimizer.init(variables["params"]))
   step = parallel.jit_step(functools.partial(classifier_training.train_step, module=module,
                                              optimizer=optimizer, shift=2), mesh)
   labels = jax.device_get(jax.random.randint(jax.random.key(6), (batch_size,), 0, 10))
   batch = {"images": setup.images(mesh, batch_size), "labels": parallel.shard_batch(mesh, labels)}
-  return Case(step, (init(jax.random.key(0)), batch, jax.random.key(2)), batch_size)
+  return Case(step, (state, batch, jax.random.key(2)), batch_size)
 
 
 @register("classifier_features", "classifier inference: (logits, penultimate features) per image "
           "(FID/PRDC features, feedback)")
 def _classifier_features(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
-  _, module = _classifier(setup)
-  variables = jax.jit(lambda key: module.init(key, jnp.zeros((1, *setup.image_shape))),
-                      out_shardings=parallel.replicated(mesh))(jax.random.key(0))
+  module = _classifier(setup)
+  variables = _classifier_init(module, setup.image_shape, mesh)(jax.random.key(0))
   rep, bat = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   apply = parallel.MeshJitted(jax.jit(lambda v, x: module.apply(v, x, train=False),
                                       in_shardings=(rep, bat), out_shardings=bat), mesh)

@@ -1,9 +1,11 @@
 """The benchmark run behind experiments.benchmark: step kinds, the PyTorch peer, device scaling.
 
-:func:`run` times every selected kind (:mod:`experiments.benchmarks.kinds`) at every batch size on
-one device, the PyTorch DCGAN (:mod:`experiments.benchmarks.torch_dcgan`) against
-``gan_train_step`` in alternating rounds, and ``gan_train_step`` on 1, 2, 4, 8 devices where they
-exist. It returns the results.json object; :func:`markdown` renders it as tables.
+:func:`run` times, batch size by batch size, every selected kind
+(:mod:`experiments.benchmarks.kinds`) on one device together with the PyTorch DCGAN
+(:mod:`experiments.benchmarks.torch_dcgan`), all in the same alternating rounds, so PyTorch/JAX
+and unlearning/retraining ratios come from one measurement under one load; then
+``gan_train_step`` on 1, 2, 4, 8 devices where they exist. It returns the results.json object;
+:func:`markdown` renders it as tables.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ from jaxunlearn import parallel
 from jaxunlearn.errors import UserInputError
 from jaxunlearn.train import gan as gan_lib
 
+PEER = "torch:gan_train_step"
 TIMING_METHOD = (
     "compile_s: lower + compile of the jitted step. Steady state: `warmup` untimed calls, then "
     "`iters` timed calls, each waited on with jax.block_until_ready (donated state threaded from "
     "call to call); median wall time per call (min and IQR also given) and median process CPU "
-    "time per call. images/s = batch size / median. FLOP/s = XLA cost_analysis 'flops' of the "
-    "compiled step / median; the PyTorch peer is credited with the same FLOPs (same networks). "
-    "The JAX and PyTorch train steps alternate in `rounds` rounds, so their ratio is measured "
-    "under the same machine load.")
+    "time per call. All steps of one batch size (every kind and the PyTorch peer) are timed "
+    "together in `rounds` alternating rounds, each turn opened by one untimed call, so the "
+    "ratios between them (PyTorch / JAX, unlearning / retraining) are measured under the same "
+    "machine load. images/s = batch size / median. FLOP/s = XLA cost_analysis 'flops' of the "
+    "compiled step / median; the PyTorch peer is credited with the same FLOPs (same networks).")
 
 
 def selected_kinds(config: ml_collections.ConfigDict) -> list[str]:
@@ -60,8 +64,7 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def _row(kind: str, framework: str, batch_size: int, timing: bm.Timing, *, devices: int = 1,
-         compile_s: float | None, flops: float | None, xla_bytes: int | None,
-         peak_flops: float) -> dict[str, Any]:
+         compile_s: float | None, flops: float | None, xla_bytes: int | None) -> dict[str, Any]:
   s = timing.summary()
   memory, source = bm.peak_memory()
   flops_per_s = flops / s["median_s"] if flops else None
@@ -70,7 +73,6 @@ def _row(kind: str, framework: str, batch_size: int, timing: bm.Timing, *, devic
           "iqr_ms": _ms(s["iqr_s"]), "cpu_median_ms": _ms(s["cpu_median_s"]), "n": s["n"],
           "images_per_s": batch_size / s["median_s"], "flops_per_step": flops,
           "flops_per_s": flops_per_s,
-          "fraction_of_matmul_peak": flops_per_s / peak_flops if flops_per_s else None,
           "xla_buffer_bytes": xla_bytes, "peak_memory_bytes": memory, "peak_memory_source": source}
 
 
@@ -127,50 +129,59 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
   gan = gan_lib.make_gan(config.gan)
   setup = kinds_lib.Setup(config, gan)
   peaks = {"start": bm.matmul_peak(config.matmul_size, iters=config.iters)}
-  peak = peaks["start"]["flops_per_s_median"]
-  notice(f"float32 matmul {config.matmul_size}³: {peak / 1e9:.0f} GFLOP/s (median)")
+  notice(f"float32 matmul {config.matmul_size}³: "
+         f"{peaks['start']['flops_per_s_median'] / 1e9:.0f} GFLOP/s (median)")
   mesh = parallel.make_mesh(1)
   peer = _Peer(config, gan, setup.gan_state(mesh))
   if peer.reason:
     notice(f"PyTorch peer: {peer.reason}")
   rows, skipped, comparison = [], [], []
-  for kind in selected_kinds(config):
-    for batch_size in config.batch_sizes:
+  one_device = {}  # gan_train_step runners by batch size, reused as the 1-device scaling row
+  for batch_size in config.batch_sizes:
+    runners = {}
+    for kind in selected_kinds(config):
       try:
-        runner = bm.prepare(kinds_lib.KINDS[kind].builder(setup, batch_size, mesh))
+        runners[kind] = bm.prepare(kinds_lib.KINDS[kind].builder(setup, batch_size, mesh))
       except (ImportError, AttributeError, TypeError) as e:  # a method module missing or changed
         skipped.append({"kind": kind, "batch_size": batch_size,
                         "reason": f"{type(e).__name__}: {e}"})
         notice(f"{kind}: skipped ({type(e).__name__}: {e})")
-        continue
-      runners = {"jax": runner}
-      if kind == "gan_train_step" and peer.module is not None:
-        runners["torch"] = peer.runner(batch_size)
-      timings = bm.measure(runners, warmup=config.warmup, iters=config.iters,
-                           rounds=config.rounds if len(runners) > 1 else 1)
-      row = _row(kind, "jax", batch_size, timings["jax"], compile_s=runner.compile_s,
-                 flops=runner.flops, xla_bytes=runner.xla_bytes, peak_flops=peak)
-      rows.append(row)
-      notice(f"{kind} B={batch_size}: {row['median_ms']:.1f} ms/step, "
-             f"{row['images_per_s']:.0f} images/s (compile {runner.compile_s:.1f} s)")
-      if "torch" in timings:
-        torch_row = _row(kind, "torch", batch_size, timings["torch"], compile_s=None,
-                         flops=runner.flops, xla_bytes=None, peak_flops=peak)
-        rows.append(torch_row)
-        comparison.append({
-            "batch_size": batch_size, "jax_median_ms": row["median_ms"],
-            "torch_median_ms": torch_row["median_ms"],
-            "torch_over_jax": torch_row["median_ms"] / row["median_ms"],
-            "torch_over_jax_cpu_time": torch_row["cpu_median_ms"] / row["cpu_median_ms"]})
-        notice(f"  PyTorch peer: {torch_row['median_ms']:.1f} ms/step "
-               f"(PyTorch/JAX = {comparison[-1]['torch_over_jax']:.2f})")
-      del runner, runners
+    if "gan_train_step" in runners and peer.module is not None:
+      runners[PEER] = peer.runner(batch_size)
+    notice(f"B={batch_size}: timing {len(runners)} steps in {config.rounds} alternating rounds")
+    timings = bm.measure(runners, warmup=config.warmup, iters=config.iters, rounds=config.rounds)
+    group = {}
+    for kind, run_ in runners.items():
+      jitted = kind != PEER
+      group[kind] = _row("gan_train_step" if kind == PEER else kind, "jax" if jitted else "torch",
+                         batch_size, timings[kind], compile_s=run_.compile_s if jitted else None,
+                         flops=(run_ if jitted else runners["gan_train_step"]).flops,
+                         xla_bytes=run_.xla_bytes if jitted else None)
+      notice(f"  {group[kind]['kind']} ({group[kind]['framework']}): "
+             f"{group[kind]['median_ms']:.1f} ms/step, {group[kind]['images_per_s']:.0f} images/s"
+             + (f" (compile {run_.compile_s:.1f} s)" if jitted else ""))
+    rows += group.values()
+    if PEER in group:
+      j, t = group["gan_train_step"], group[PEER]
+      comparison.append({"batch_size": batch_size, "jax_median_ms": j["median_ms"],
+                         "torch_median_ms": t["median_ms"],
+                         "torch_over_jax": t["median_ms"] / j["median_ms"],
+                         "torch_over_jax_cpu_time": t["cpu_median_ms"] / j["cpu_median_ms"]})
+      notice(f"  PyTorch / JAX = {comparison[-1]['torch_over_jax']:.2f}")
+    if "gan_train_step" in runners:
+      one_device[batch_size] = runners["gan_train_step"]
+    del runners
+  scaling = _scaling(config, setup, one_device, notice)
   peaks["end"] = bm.matmul_peak(config.matmul_size, iters=config.iters)
+  # The machine's peak: the better of the two measurements (both medians, like the step times).
+  peak = max(p["flops_per_s_median"] for p in peaks.values())
+  for row in rows + [s for s in scaling if "flops_per_s" in s]:
+    row["fraction_of_matmul_peak"] = row["flops_per_s"] / peak if row["flops_per_s"] else None
   return {
       "rows": rows, "skipped": skipped,
       "peer": {**peer.info, "reason": peer.reason, "comparison": comparison},
       "unlearn_vs_retrain": _unlearn_vs_retrain(rows),
-      "scaling": _scaling(config, setup, peak, notice),
+      "scaling": scaling,
       "matmul_peak": {**peaks, "reference_flops_per_s": peak},
       "machine": {"cpu_count": os.cpu_count(), "load_average_start": load_start,
                   "load_average_end": os.getloadavg(), "backend": jax.default_backend(),
@@ -193,13 +204,17 @@ def _unlearn_vs_retrain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if spec.unlearning and base is not None:
       out.append({"kind": kind, "retrain_kind": spec.retrain_kind, "batch_size": batch_size,
                   "unlearn_step_ms": row["median_ms"], "retrain_step_ms": base["median_ms"],
-                  "step_time_ratio": row["median_ms"] / base["median_ms"]})
+                  "step_time_ratio": row["median_ms"] / base["median_ms"],
+                  "cpu_time_ratio": row["cpu_median_ms"] / base["cpu_median_ms"]})
   return out
 
 
-def _scaling(config: ml_collections.ConfigDict, setup: kinds_lib.Setup, peak: float,
-             notice) -> list[dict[str, Any]]:
-  """gan_train_step images/s on each device count of ``config.device_counts`` that exists."""
+def _scaling(config: ml_collections.ConfigDict, setup: kinds_lib.Setup,
+             one_device: dict[int, bm.Runner], notice) -> list[dict[str, Any]]:
+  """gan_train_step images/s on each device count of ``config.device_counts`` that exists.
+
+  ``one_device`` holds already compiled 1-device runners by batch size (reused, not recompiled).
+  """
   batch_size, available = config.scaling_batch_size, jax.device_count()
   out, runners = [], {}
   for n in config.device_counts:
@@ -208,18 +223,19 @@ def _scaling(config: ml_collections.ConfigDict, setup: kinds_lib.Setup, peak: fl
     elif batch_size % n:
       out.append({"devices": n, "skipped": f"scaling_batch_size={batch_size} does not divide "
                                            f"by {n}"})
+    elif n == 1 and batch_size in one_device:
+      runners[n] = one_device[batch_size]
     else:
       mesh = parallel.make_mesh(n)
       runners[n] = bm.prepare(kinds_lib.KINDS["gan_train_step"].builder(setup, batch_size, mesh))
   if runners:
     timings = bm.measure(runners, warmup=config.warmup, iters=config.iters, rounds=config.rounds)
-    base = None
-    for n, runner in runners.items():
-      row = _row("gan_train_step", "jax", batch_size, timings[n], devices=n,
-                 compile_s=runner.compile_s, flops=runner.flops, xla_bytes=runner.xla_bytes,
-                 peak_flops=peak)
-      base = base or row["images_per_s"]
-      out.append({**row, "speedup": row["images_per_s"] / base})
+    rows = {n: _row("gan_train_step", "jax", batch_size, timings[n], devices=n,
+                    compile_s=runner.compile_s, flops=runner.flops, xla_bytes=runner.xla_bytes)
+            for n, runner in runners.items()}
+    for n, row in rows.items():
+      out.append({**row, "speedup": row["images_per_s"] / rows[1]["images_per_s"] if 1 in rows
+                  else None})
       notice(f"{n} device(s), B={batch_size}: {row['images_per_s']:.0f} images/s")
   if jax.default_backend() == "cpu" and available > (os.cpu_count() or 1):
     out.append({"note": f"{available} virtual CPU devices share {os.cpu_count()} cores: "
@@ -271,12 +287,12 @@ def markdown(results: dict[str, Any]) -> str:
                    f"{c['torch_over_jax']:.2f} | {c['torch_over_jax_cpu_time']:.2f} |")
   if results["unlearn_vs_retrain"]:
     lines += ["", "## Unlearning step vs retraining step (same run, same batch size)", "",
-              "| kind | batch | step ms | retrain kind | retrain step ms | ratio |",
-              "|---|---:|---:|---|---:|---:|"]
+              "| kind | batch | step ms | retrain kind | retrain step ms | ratio (wall) | "
+              "ratio (CPU time) |", "|---|---:|---:|---|---:|---:|---:|"]
     for u in results["unlearn_vs_retrain"]:
       lines.append(f"| {u['kind']} | {u['batch_size']} | {u['unlearn_step_ms']:.1f} | "
                    f"{u['retrain_kind']} | {u['retrain_step_ms']:.1f} | "
-                   f"{u['step_time_ratio']:.2f} |")
+                   f"{u['step_time_ratio']:.2f} | {u['cpu_time_ratio']:.2f} |")
   lines += ["", "## gan_train_step on several devices", "",
             "| devices | batch | median ms | images/s | speedup |", "|---:|---:|---:|---:|---:|"]
   notes = []
@@ -287,6 +303,6 @@ def markdown(results: dict[str, Any]) -> str:
       lines.append(f"| {s['devices']} | – | – | – | skipped: {s['skipped']} |")
     else:
       lines.append(f"| {s['devices']} | {s['batch_size']} | {s['median_ms']:.1f} | "
-                   f"{s['images_per_s']:.0f} | {s['speedup']:.2f} |")
+                   f"{s['images_per_s']:.0f} | {_fmt(s['speedup'], '.2f')} |")
   lines += [""] + notes + ["", f"Method: {results['timing_method']}", ""]
   return "\n".join(lines)

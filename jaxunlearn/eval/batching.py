@@ -24,14 +24,17 @@ def make_batched_apply(fn: Callable[[Any, jax.Array], Any], mesh: Mesh
   Args:
     fn: ``fn(params, x)`` with x of shape (b, ...) -> pytree of (b, ...) arrays. Each output row
       must depend on its own input row only (inference mode), since batches are padded.
-    mesh: the device mesh; ``batch_size`` must divide by its data axis.
+    mesh: the device mesh; ``batch_size`` is rounded up to a multiple of its data axis (outputs
+      are per row, so the batch size never changes a result).
   """
   rep, bat = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   jitted = parallel.MeshJitted(jax.jit(fn, in_shardings=(rep, bat), out_shardings=bat), mesh)
   num_devices = parallel.data_size(mesh)
 
   def run(params: Any, inputs: np.ndarray, batch_size: int) -> Any:
-    parallel.check_batch_size(batch_size, mesh, "inference batch size")
+    if batch_size < 1:
+      raise ValueError(f"inference batch size {batch_size} must be positive")
+    batch_size = -(-batch_size // num_devices) * num_devices
     inputs = np.asarray(inputs)
     if len(inputs) == 0:
       raise ValueError("no inputs to evaluate")

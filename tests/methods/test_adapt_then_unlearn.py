@@ -18,11 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import mnist_classifier
-from jaxunlearn import checkpoint as ckpt_lib
-from jaxunlearn import parallel, runs, sampling
+from jaxunlearn import parallel, runs
 from jaxunlearn.errors import UserInputError
-from jaxunlearn.eval import classifiers
 from jaxunlearn.eval.forgetting import percentage_unlearning
 from jaxunlearn.methods import adapt_then_unlearn as atu
 from jaxunlearn.methods import ewc, repulsion
@@ -226,43 +223,6 @@ def test_stage_steps_start_with_zero_ewc_and_the_repulsion_at_d0(tiny):
 SMOKE_ARGS = ("--forget=class:8", "--repulsion=el2", "--num_adapted=2",
               "--config=experiments/configs/adapt_then_unlearn.py:smoke")
 RUN_STEP_CALLS = 2 * 4 + 6  # K·(Stage-1 steps) + Stage-2 steps of the smoke config
-
-
-@pytest.fixture(scope="session")
-def stub_classifier(tmp_path_factory, smoke_gan) -> str:
-  """A classifier workdir whose argmax spreads the smoke GAN's samples over all ten classes.
-
-  A smoke-trained classifier puts every sample of a 6-step GAN into one class; this one is a
-  random LeNet with a centred random readout of its features, saved in the train_classifier
-  format, so the experiment loads it through ``load_classifier`` like any classifier.
-  """
-  path = str(tmp_path_factory.mktemp("stub_classifier"))
-  mesh = parallel.make_mesh()
-  config = mnist_classifier.get_config("smoke")
-  config.role = "feedback"
-  cfg = config.to_dict()
-  arch = classifiers.architecture(cfg)
-  module = classifiers.make_classifier(arch)
-  state = classifiers.create_state(module, classifiers.make_optimizer(cfg["optimizer"], 1),
-                                   jax.random.key(0), (32, 32, 1))
-  gan = pretrained_lib.load_gan(smoke_gan, mesh)
-  z = np.random.default_rng(0).standard_normal((512, gan.gan.latent_dim)).astype(np.float32)
-  images = sampling.make_generate_fn(gan.gan.generate, mesh)(
-      gan.state.g_ema_params, gan.state.g_batch_stats, z, 64)
-  _, features = module.apply({"params": state.params}, images)
-  features = np.asarray(features, np.float64)
-  w = (np.random.default_rng(1).standard_normal((features.shape[1], arch["num_classes"]))
-       / (features.std(0)[:, None] + 1e-6))
-  params = {**state.params, "Dense_1": {"kernel": jnp.asarray(w, jnp.float32),
-                                        "bias": jnp.asarray(-features.mean(0) @ w, jnp.float32)}}
-  meta = {"kind": "classifier", "architecture": arch, "dataset": "mnist", "role": "feedback",
-          "seed": 1, "test_accuracy": 0.0, "feature_dim": arch["widths"][-1], "smoke": True,
-          "id": "mnist_lenet_feedback_stub", "params_hash": classifiers.params_hash(params)}
-  runs.write_json_atomic(os.path.join(path, "config.json"), {"config": cfg})
-  checkpointer = ckpt_lib.Checkpointer(path)
-  checkpointer.save(1, state.replace(params=params), meta)
-  checkpointer.close()
-  return path
 
 
 def _args(workdir, smoke_gan, classifier):

@@ -1,0 +1,93 @@
+"""experiments.benchmark end to end (smoke config): the report's structure, never a speed.
+
+The run uses two virtual CPU devices (so the scaling path runs on a real 2-device mesh) and XLA's
+backend optimisation level 0, which halves compile times; the numbers it reports are not used.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from conftest import run_module
+from experiments.benchmarks import kinds, suite
+from experiments.configs import benchmark as benchmark_config
+from jaxunlearn.benchmarking import Case, measure, prepare
+from jaxunlearn.errors import UserInputError
+
+ROW_KEYS = {"kind", "framework", "batch_size", "devices", "compile_s", "median_ms", "min_ms",
+            "iqr_ms", "cpu_median_ms", "n", "images_per_s", "flops_per_step", "flops_per_s",
+            "fraction_of_matmul_peak", "xla_buffer_bytes", "peak_memory_bytes",
+            "peak_memory_source"}
+ENV = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("benchmark"))
+  run_module("experiments.benchmark", "--config=experiments/configs/benchmark.py:smoke",
+             f"--workdir={workdir}", env=ENV)
+  with open(os.path.join(workdir, "results.json")) as f:
+    return workdir, json.load(f)
+
+
+def test_a_row_per_kind_and_batch_size(smoke_run):
+  _, results = smoke_run
+  jax_rows = {(r["kind"], r["batch_size"]): r for r in results["rows"] if r["framework"] == "jax"}
+  skipped = {(s["kind"], s["batch_size"]) for s in results["skipped"]}
+  for kind in kinds.KINDS:
+    assert (kind, 8) in jax_rows or (kind, 8) in skipped, kind
+  for kind in ("gan_train_step", "gan_d_step", "gan_g_step", "sample"):
+    assert (kind, 8) in jax_rows, f"{kind} was skipped: {results['skipped']}"
+  for row in results["rows"]:
+    assert set(row) >= ROW_KEYS and row["n"] == 2
+    assert row["median_ms"] > 0 and row["images_per_s"] > 0
+  train = jax_rows[("gan_train_step", 8)]
+  assert train["flops_per_step"] > 0 and train["compile_s"] > 0
+  assert 0 < train["fraction_of_matmul_peak"]
+  assert results["matmul_peak"]["reference_flops_per_s"] > 0
+  assert results["unlearn_vs_retrain"] or not any(k.unlearning for k in kinds.KINDS.values())
+
+
+def test_peer_scaling_and_files(smoke_run):
+  workdir, results = smoke_run
+  peer = results["peer"]
+  if peer["available"]:
+    assert peer["parameters"]["jax"] == peer["parameters"]["torch"]
+    assert [c["batch_size"] for c in peer["comparison"]] == [8]
+    assert peer["torch_threads"] >= 1
+    assert any(r["framework"] == "torch" for r in results["rows"])
+  else:
+    assert "torch" in peer["reason"].lower() or "pytorch" in peer["reason"].lower()
+  scaling = {s["devices"]: s for s in results["scaling"] if "devices" in s}
+  assert scaling[1]["speedup"] == 1.0 and scaling[2]["images_per_s"] > 0
+  with open(os.path.join(workdir, "benchmark.md")) as f:
+    table = f.read()
+  assert "| kind | framework | batch |" in table and "| gan_train_step | jax | 8 |" in table
+  assert "## gan_train_step on several devices" in table
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f)["config"]["batch_sizes"] == [8]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("kinds", "gan_train_step,nope", "nope"), ("batch_sizes", (8, 0), "batch_sizes"),
+    ("iters", 0, "iters")])
+def test_bad_settings_are_refused(field, value, message):
+  config = benchmark_config.get_config("smoke")
+  config[field] = value
+  with pytest.raises(UserInputError, match=message):
+    suite.check_config(config)
+
+
+def test_measure_threads_donated_state_and_alternates():
+  step = jax.jit(lambda s, x: (s + x, jnp.sum(s)), donate_argnums=0)
+  runner = prepare(Case(step, (jnp.zeros(3), jnp.ones(3)), items=3))
+  calls = []
+  other = lambda: calls.append("other")
+  timings = measure({"step": runner, "other": other}, warmup=1, iters=4, rounds=2)
+  assert len(timings["step"].wall) == 4 and len(timings["other"].cpu) == 4
+  # 1 warm-up + 2 rounds × (1 settling + 2 timed) calls, each adding 1 to the threaded state.
+  assert float(runner.args[0][0]) == 7.0
+  assert calls == ["other"] * 7
