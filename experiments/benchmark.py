@@ -31,6 +31,7 @@ def _write_text_atomic(path: str, text: str) -> None:
 
 def main():
   suite.check_config(FLAGS.config)
+  suite.configure_backend(FLAGS.config)
   workdir = runs.prepare_workdir(FLAGS.workdir)
   runs.write_config(workdir, FLAGS.config, common.standard_flags())
   results = suite.run(FLAGS.config, notice=runs.notice)

@@ -1,7 +1,8 @@
 """experiments.benchmark end to end (smoke config): the report's structure, never a speed.
 
-The run uses two virtual CPU devices (so the scaling path runs on a real 2-device mesh) and XLA's
-backend optimisation level 0, which halves compile times; the numbers it reports are not used.
+The run splits the CPU into two JAX devices (``--config.cpu_devices=2``: the data-parallel rows run
+on a real 2-device mesh) and passes XLA's backend optimisation level 0 through
+``--config.xla_flags`` (it halves compile times); the numbers it reports are not used.
 """
 
 import json
@@ -21,21 +22,22 @@ ROW_KEYS = {"kind", "framework", "batch_size", "devices", "compile_s", "median_m
             "iqr_ms", "cpu_median_ms", "n", "images_per_s", "flops_per_step", "flops_per_s",
             "fraction_of_matmul_peak", "xla_buffer_bytes", "peak_memory_bytes",
             "peak_memory_source"}
-ENV = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"}
+O0 = "--xla_backend_optimization_level=0"
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("benchmark"))
   run_module("experiments.benchmark", "--config=experiments/configs/benchmark.py:smoke",
-             f"--workdir={workdir}", env=ENV)
+             f"--workdir={workdir}", "--config.cpu_devices=2", f"--config.xla_flags={O0}")
   with open(os.path.join(workdir, "results.json")) as f:
     return workdir, json.load(f)
 
 
 def test_a_row_per_kind_and_batch_size(smoke_run):
   _, results = smoke_run
-  jax_rows = {(r["kind"], r["batch_size"]): r for r in results["rows"] if r["framework"] == "jax"}
+  jax_rows = {(r["kind"], r["batch_size"]): r for r in results["rows"]
+              if r["framework"] == "jax" and r["devices"] == 1}
   skipped = {(s["kind"], s["batch_size"]) for s in results["skipped"]}
   for kind in kinds.KINDS:
     assert (kind, 8) in jax_rows or (kind, 8) in skipped, kind
@@ -54,9 +56,13 @@ def test_a_row_per_kind_and_batch_size(smoke_run):
 def test_peer_scaling_and_files(smoke_run):
   workdir, results = smoke_run
   peer = results["peer"]
+  assert results["machine"]["device_count"] == 2 and O0 in results["machine"]["xla_flags"]
+  two = [r for r in results["rows"] if r["devices"] == 2]
+  assert [(r["kind"], r["batch_size"]) for r in two] == [("gan_train_step", 8)]
   if peer["available"]:
     assert peer["parameters"]["jax"] == peer["parameters"]["torch"]
     assert [c["batch_size"] for c in peer["comparison"]] == [8]
+    assert peer["comparison"][0]["jax_devices"] == 2
     assert peer["torch_threads"] >= 1
     assert any(r["framework"] == "torch" for r in results["rows"])
   else:
@@ -65,7 +71,8 @@ def test_peer_scaling_and_files(smoke_run):
   assert scaling[1]["speedup"] == 1.0 and scaling[2]["images_per_s"] > 0
   with open(os.path.join(workdir, "benchmark.md")) as f:
     table = f.read()
-  assert "| kind | framework | batch |" in table and "| gan_train_step | jax | 8 |" in table
+  assert "| kind | framework | devices | batch |" in table
+  assert "| gan_train_step | jax | 1 | 8 |" in table and "| gan_train_step | jax | 2 | 8 |" in table
   assert "## gan_train_step on several devices" in table
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["config"]["batch_sizes"] == [8]
@@ -73,7 +80,7 @@ def test_peer_scaling_and_files(smoke_run):
 
 @pytest.mark.parametrize("field, value, message", [
     ("kinds", "gan_train_step,nope", "nope"), ("batch_sizes", (8, 0), "batch_sizes"),
-    ("iters", 0, "iters")])
+    ("iters", 0, "iters"), ("cpu_devices", -2, "cpu_devices")])
 def test_bad_settings_are_refused(field, value, message):
   config = benchmark_config.get_config("smoke")
   config[field] = value

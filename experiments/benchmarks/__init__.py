@@ -1,0 +1,1 @@
+"""Benchmark support: the step-kind registry, the benchmark run, the PyTorch peer."""

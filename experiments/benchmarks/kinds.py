@@ -128,7 +128,7 @@ def _sample(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
 # ------------------------------------------------------------------------------------------------
 
 def _cascaded_step(state, batch, rng, *, d_unlearn_step, generator_step):
-  """One unlearning D update on (x_u, s) pairs, then one G update: the cascade's interleaved unit."""
+  """The cascade's interleaved unit: one unlearning D update on (x_u, s) pairs, one G update."""
   state, d_metrics = d_unlearn_step(state, batch, jax.random.fold_in(rng, 0))
   state, g_metrics = generator_step(state, jax.random.fold_in(rng, 1))
   return state, {**d_metrics, **g_metrics}

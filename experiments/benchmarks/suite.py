@@ -24,6 +24,7 @@ from jaxunlearn.errors import UserInputError
 from jaxunlearn.train import gan as gan_lib
 
 PEER = "torch:gan_train_step"
+ALL_DEVICES = "gan_train_step:all_devices"
 TIMING_METHOD = (
     "compile_s: lower + compile of the jitted step. Steady state: `warmup` untimed calls, then "
     "`iters` timed calls, each waited on with jax.block_until_ready (donated state threaded from "
@@ -54,9 +55,26 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     values = tuple(config[name])
     if not values or any(int(v) < 1 for v in values):
       raise UserInputError(f"{name}={values}: give one or more positive integers")
+  if int(config.cpu_devices) < -1:
+    raise UserInputError(f"cpu_devices={config.cpu_devices}: give -1 (one per core), 0 or a count")
   for name in ("iters", "warmup", "rounds", "matmul_size", "scaling_batch_size"):
     if int(config[name]) < (0 if name == "warmup" else 1):
-      raise UserInputError(f"{name}={config[name]} must be {'>= 0' if name == 'warmup' else '>= 1'}")
+      bound = ">= 0" if name == "warmup" else ">= 1"
+      raise UserInputError(f"{name}={config[name]} must be {bound}")
+
+
+def configure_backend(config: ml_collections.ConfigDict) -> None:
+  """Applies ``xla_flags`` and ``cpu_devices``; both need a JAX that has not started a backend."""
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  if not config.xla_flags and not config.cpu_devices:
+    return
+  if xla_bridge.backends_are_initialized():
+    raise RuntimeError("xla_flags and cpu_devices must be applied before JAX starts its backend")
+  if config.xla_flags:
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {config.xla_flags}".strip()
+  if config.cpu_devices:
+    n = os.cpu_count() if config.cpu_devices == -1 else int(config.cpu_devices)
+    jax.config.update("jax_num_cpu_devices", n)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -67,6 +85,7 @@ def _row(kind: str, framework: str, batch_size: int, timing: bm.Timing, *, devic
          compile_s: float | None, flops: float | None, xla_bytes: int | None) -> dict[str, Any]:
   s = timing.summary()
   memory, source = bm.peak_memory()
+  flops = flops * devices if flops else None  # cost_analysis counts one device's partition
   flops_per_s = flops / s["median_s"] if flops else None
   return {"kind": kind, "framework": framework, "batch_size": batch_size, "devices": devices,
           "compile_s": compile_s, "median_ms": _ms(s["median_s"]), "min_ms": _ms(s["min_s"]),
@@ -136,7 +155,7 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
   if peer.reason:
     notice(f"PyTorch peer: {peer.reason}")
   rows, skipped, comparison = [], [], []
-  one_device = {}  # gan_train_step runners by batch size, reused as the 1-device scaling row
+  compiled_train = {}  # gan_train_step runners by (devices, batch size), reused for the scaling
   for batch_size in config.batch_sizes:
     runners = {}
     for kind in selected_kinds(config):
@@ -146,6 +165,10 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
         skipped.append({"kind": kind, "batch_size": batch_size,
                         "reason": f"{type(e).__name__}: {e}"})
         notice(f"{kind}: skipped ({type(e).__name__}: {e})")
+    devices = jax.device_count()
+    if "gan_train_step" in runners and devices > 1 and batch_size % devices == 0:
+      runners[ALL_DEVICES] = bm.prepare(kinds_lib.KINDS["gan_train_step"].builder(
+          setup, batch_size, parallel.make_mesh(devices)))
     if "gan_train_step" in runners and peer.module is not None:
       runners[PEER] = peer.runner(batch_size)
     notice(f"B={batch_size}: timing {len(runners)} steps in {config.rounds} alternating rounds")
@@ -153,11 +176,14 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
     group = {}
     for kind, run_ in runners.items():
       jitted = kind != PEER
-      group[kind] = _row("gan_train_step" if kind == PEER else kind, "jax" if jitted else "torch",
-                         batch_size, timings[kind], compile_s=run_.compile_s if jitted else None,
+      group[kind] = _row(kind if kind in kinds_lib.KINDS else "gan_train_step",
+                         "jax" if jitted else "torch", batch_size, timings[kind],
+                         devices=devices if kind == ALL_DEVICES else 1,
+                         compile_s=run_.compile_s if jitted else None,
                          flops=(run_ if jitted else runners["gan_train_step"]).flops,
                          xla_bytes=run_.xla_bytes if jitted else None)
-      notice(f"  {group[kind]['kind']} ({group[kind]['framework']}): "
+      notice(f"  {group[kind]['kind']} ({group[kind]['framework']}, "
+             f"{group[kind]['devices']} device(s)): "
              f"{group[kind]['median_ms']:.1f} ms/step, {group[kind]['images_per_s']:.0f} images/s"
              + (f" (compile {run_.compile_s:.1f} s)" if jitted else ""))
     rows += group.values()
@@ -167,11 +193,17 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
                          "torch_median_ms": t["median_ms"],
                          "torch_over_jax": t["median_ms"] / j["median_ms"],
                          "torch_over_jax_cpu_time": t["cpu_median_ms"] / j["cpu_median_ms"]})
+      if ALL_DEVICES in group:
+        comparison[-1].update(
+            jax_devices=devices, jax_all_devices_median_ms=group[ALL_DEVICES]["median_ms"],
+            torch_over_jax_all_devices=t["median_ms"] / group[ALL_DEVICES]["median_ms"])
       notice(f"  PyTorch / JAX = {comparison[-1]['torch_over_jax']:.2f}")
     if "gan_train_step" in runners:
-      one_device[batch_size] = runners["gan_train_step"]
+      compiled_train[(1, batch_size)] = runners["gan_train_step"]
+    if ALL_DEVICES in runners:
+      compiled_train[(devices, batch_size)] = runners[ALL_DEVICES]
     del runners
-  scaling = _scaling(config, setup, one_device, notice)
+  scaling = _scaling(config, setup, compiled_train, notice)
   peaks["end"] = bm.matmul_peak(config.matmul_size, iters=config.iters)
   # The machine's peak: the better of the two measurements (both medians, like the step times).
   peak = max(p["flops_per_s_median"] for p in peaks.values())
@@ -196,7 +228,8 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
 
 def _unlearn_vs_retrain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
   """Step time of each unlearning kind over that of its retraining kind at the same batch size."""
-  jax_rows = {(r["kind"], r["batch_size"]): r for r in rows if r["framework"] == "jax"}
+  jax_rows = {(r["kind"], r["batch_size"]): r for r in rows
+              if r["framework"] == "jax" and r["devices"] == 1}
   out = []
   for (kind, batch_size), row in jax_rows.items():
     spec = kinds_lib.KINDS[kind]
@@ -210,10 +243,10 @@ def _unlearn_vs_retrain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _scaling(config: ml_collections.ConfigDict, setup: kinds_lib.Setup,
-             one_device: dict[int, bm.Runner], notice) -> list[dict[str, Any]]:
+             compiled: dict[tuple[int, int], bm.Runner], notice) -> list[dict[str, Any]]:
   """gan_train_step images/s on each device count of ``config.device_counts`` that exists.
 
-  ``one_device`` holds already compiled 1-device runners by batch size (reused, not recompiled).
+  ``compiled`` holds runners already compiled, by (devices, batch size): reused, not recompiled.
   """
   batch_size, available = config.scaling_batch_size, jax.device_count()
   out, runners = [], {}
@@ -223,8 +256,8 @@ def _scaling(config: ml_collections.ConfigDict, setup: kinds_lib.Setup,
     elif batch_size % n:
       out.append({"devices": n, "skipped": f"scaling_batch_size={batch_size} does not divide "
                                            f"by {n}"})
-    elif n == 1 and batch_size in one_device:
-      runners[n] = one_device[batch_size]
+    elif (n, batch_size) in compiled:
+      runners[n] = compiled[(n, batch_size)]
     else:
       mesh = parallel.make_mesh(n)
       runners[n] = bm.prepare(kinds_lib.KINDS["gan_train_step"].builder(setup, batch_size, mesh))
@@ -256,12 +289,14 @@ def markdown(results: dict[str, Any]) -> str:
            f"({m['device_kind']}); load average {m['load_average_start'][0]:.1f} at the start, "
            f"{m['load_average_end'][0]:.1f} at the end. float32 matmul peak measured in this run: "
            f"{results['matmul_peak']['reference_flops_per_s'] / 1e9:.0f} GFLOP/s.", "",
-           "| kind | framework | batch | compile s | median ms | CPU ms | images/s | GFLOP/step "
-           "| GFLOP/s | % of matmul peak | XLA buffers MiB | peak memory MiB |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-  for r in sorted(results["rows"], key=lambda r: (r["kind"], r["batch_size"], r["framework"])):
+           "| kind | framework | devices | batch | compile s | median ms | CPU ms | images/s "
+           "| GFLOP/step | GFLOP/s | % of matmul peak | XLA buffers MiB | peak memory MiB |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  for r in sorted(results["rows"],
+                  key=lambda r: (r["kind"], r["batch_size"], r["framework"], r["devices"])):
     lines.append(
-        f"| {r['kind']} | {r['framework']} | {r['batch_size']} | {_fmt(r['compile_s'], '.1f')} | "
+        f"| {r['kind']} | {r['framework']} | {r['devices']} | {r['batch_size']} | "
+        f"{_fmt(r['compile_s'], '.1f')} | "
         f"{r['median_ms']:.1f} | {r['cpu_median_ms']:.1f} | {r['images_per_s']:.0f} | "
         f"{_fmt(r['flops_per_step'] and r['flops_per_step'] / 1e9, '.2f')} | "
         f"{_fmt(r['flops_per_s'] and r['flops_per_s'] / 1e9, '.1f')} | "
@@ -270,7 +305,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{r['peak_memory_bytes'] / 2**20:.0f} |")
   source = results["rows"][0]["peak_memory_source"] if results["rows"] else "–"
   lines += ["", f"Peak memory: {source}. XLA buffers: arguments + outputs + temporaries − donated "
-            "bytes of the compiled step (XLA memory_analysis).", ""]
+            "bytes of the compiled step, per device (XLA memory_analysis). GFLOP/step: XLA "
+            "cost_analysis, summed over devices.", ""]
   for s in results["skipped"]:
     lines.append(f"- skipped {s['kind']} (B={s['batch_size']}): {s['reason']}")
   peer = results["peer"]
@@ -280,11 +316,15 @@ def markdown(results: dict[str, Any]) -> str:
   else:
     lines += [f"PyTorch {peer['torch_version']}, {peer['torch_threads']} threads; parameters "
               f"JAX {peer['parameters']['jax']}, PyTorch {peer['parameters']['torch']}.", "",
-              "| batch | JAX ms | PyTorch ms | PyTorch / JAX (wall) | PyTorch / JAX (CPU time) |",
-              "|---:|---:|---:|---:|---:|"]
+              "| batch | JAX ms | PyTorch ms | PyTorch / JAX (wall) | PyTorch / JAX (CPU time) "
+              "| JAX ms, all devices | PyTorch / JAX, all devices |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
     for c in peer["comparison"]:
       lines.append(f"| {c['batch_size']} | {c['jax_median_ms']:.1f} | {c['torch_median_ms']:.1f} | "
-                   f"{c['torch_over_jax']:.2f} | {c['torch_over_jax_cpu_time']:.2f} |")
+                   f"{c['torch_over_jax']:.2f} | {c['torch_over_jax_cpu_time']:.2f} | "
+                   + (f"{c['jax_all_devices_median_ms']:.1f} ({c['jax_devices']} devices) | "
+                      if "jax_devices" in c else "– | ")
+                   + f"{_fmt(c.get('torch_over_jax_all_devices'), '.2f')} |")
   if results["unlearn_vs_retrain"]:
     lines += ["", "## Unlearning step vs retraining step (same run, same batch size)", "",
               "| kind | batch | step ms | retrain kind | retrain step ms | ratio (wall) | "

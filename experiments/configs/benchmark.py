@@ -4,6 +4,8 @@ Variants:
   (default) the MNIST DCGAN at the repo's default widths (g_width = d_width = 32, mnist_dcgan.py),
             batch sizes 32/64/128/256, every registered kind, the PyTorch peer;
   spec      the same at the spec's widths (64: G 512/256/128, D 128/256/512);
+  fastcpu   the default with the XLA:CPU flags that NOTES.md found fastest (oneDNN convolutions and
+            dots) and the CPU split into one JAX device per core;
   smoke     seconds on 2 CPU cores: tiny widths, one batch size, 2 timed calls (tests).
 
   python -m experiments.benchmark --workdir=W --config=experiments/configs/benchmark.py \
@@ -13,6 +15,12 @@ Variants:
 import ml_collections
 
 from experiments.configs import mnist_dcgan
+
+
+# XLA:CPU computes convolutions and dots with oneDNN instead of YNNPACK (benchmarks/NOTES.md).
+FAST_CPU_XLA_FLAGS = (
+    "--xla_cpu_use_onednn=true --xla_cpu_experimental_ynn_fusion_type=-individual_convolution "
+    "--xla_cpu_experimental_onednn_fusion_type=individual_convolution,individual_dot")
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -26,11 +34,17 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.matmul_size = 1024            # float32 matmul measured for the machine's peak FLOP/s
   c.device_counts = (1, 2, 4, 8)  # images/s of gan_train_step on this many devices, where present
   c.scaling_batch_size = 128      # global batch of the scaling rows (divisible by the counts)
+  c.xla_flags = ""                # appended to $XLA_FLAGS before JAX starts (benchmarks/NOTES.md)
+  c.cpu_devices = 0               # > 0: this many JAX CPU devices; -1: one per core; 0: as is
   c.torch_peer = True             # time the PyTorch DCGAN (skipped, and said so, without torch)
   c.torch_threads = -1            # torch.set_num_threads; -1 = os.cpu_count()
   c.classifier = ml_collections.ConfigDict({"model": "lenet", "widths": (32, 64, 128)})
   c.atu = ml_collections.ConfigDict({"num_adapted": 5, "ewc_lam": 5e8, "repulsion": "el2"})
   if variant == "":
+    return c
+  if variant == "fastcpu":
+    c.xla_flags = FAST_CPU_XLA_FLAGS
+    c.cpu_devices = -1
     return c
   if variant == "spec":
     c.gan.dcgan.g_width = 64
