@@ -13,14 +13,12 @@ The files it writes are described in jaxunlearn/methods/atu_experiment.py.
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from experiments import common
 from jaxunlearn.methods.atu_experiment import apply_flags, run_experiment
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "experiments/configs/adapt_then_unlearn.py",
-                                "Adapt-then-Unlearn config.", lock_config=True)
+common.define_config("experiments/configs/adapt_then_unlearn.py", "Adapt-then-Unlearn config.")
 flags.DEFINE_string("pretrained", None, "Workdir of the experiments.train_gan run to unlearn.")
 flags.DEFINE_string("forget", None, "What to unlearn: class:C or classes:C1,C2.")
 flags.DEFINE_string("repulsion", None, "Repulsion el2 | nl2 | il2 (sets config.repulsion.kind).")

@@ -11,15 +11,13 @@ import os
 import tempfile
 
 from absl import flags
-from ml_collections import config_flags
 
 from experiments import common
 from experiments.benchmarks import suite
 from jaxunlearn import runs
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "experiments/configs/benchmark.py",
-                                "Benchmark config.", lock_config=True)
+common.define_config("experiments/configs/benchmark.py", "Benchmark config.")
 
 
 def _write_text_atomic(path: str, text: str) -> None:

@@ -9,14 +9,12 @@ metrics.jsonl (one line per round) and results.json; rerunning the command resum
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from experiments import common
 from jaxunlearn.methods import cascaded
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "experiments/configs/cascaded_unlearning.py",
-                                "Cascaded unlearning config.", lock_config=True)
+common.define_config("experiments/configs/cascaded_unlearning.py", "Cascaded unlearning config.")
 flags.DEFINE_string("pretrained", None, "Workdir of the experiments.train_gan model to unlearn.")
 flags.DEFINE_string("forget", None, "Forget SPEC: class:C, classes:C1,C2, items:N, items_file:PATH.")
 flags.DEFINE_string("feedback_classifier", None, "Workdir of the feedback classifier (stop rule, "

@@ -10,14 +10,12 @@ unlearning (for PUL and the MIA power check). Without --forget the reference's S
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from experiments import common
 from jaxunlearn.eval import report
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "experiments/configs/evaluate.py",
-                                "Evaluation config.", lock_config=True)
+common.define_config("experiments/configs/evaluate.py", "Evaluation config.")
 flags.DEFINE_string("checkpoint", None, "Workdir of the GAN under test (train_gan or an "
                     "unlearning run).")
 flags.DEFINE_string("reference", None, "Workdir of the retrained-from-scratch GAN "

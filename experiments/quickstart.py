@@ -17,7 +17,6 @@ import time
 from typing import Any, Callable
 
 from absl import flags
-from ml_collections import config_flags
 
 from jaxunlearn.methods import atu_experiment
 from experiments import common
@@ -27,8 +26,7 @@ from jaxunlearn.methods import cascaded
 from jaxunlearn.train import loop
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "experiments/configs/quickstart.py", "Quickstart config.",
-                                lock_config=True)
+common.define_config("experiments/configs/quickstart.py", "Quickstart config.")
 
 
 def _stage(name: str, workdir: str, fn: Callable[[], dict[str, Any]], log: list[dict[str, Any]]

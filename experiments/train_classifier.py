@@ -7,15 +7,13 @@ r"""Trains an evaluation or feedback classifier (evaluation.md §1).
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from experiments import common
 from jaxunlearn.errors import UserInputError
 from jaxunlearn.eval import classifier_training, classifiers
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "experiments/configs/mnist_classifier.py",
-                                "Classifier training config.", lock_config=True)
+common.define_config("experiments/configs/mnist_classifier.py", "Classifier training config.")
 
 
 def main():

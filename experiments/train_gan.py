@@ -5,14 +5,12 @@ r"""Trains a GAN; with --forget=SPEC, the retrain-from-scratch baseline on D_r.
 """
 
 from absl import flags
-from ml_collections import config_flags
 
 from experiments import common
 from jaxunlearn.train import loop
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "experiments/configs/mnist_dcgan.py",
-                                "GAN training config.", lock_config=True)
+common.define_config("experiments/configs/mnist_dcgan.py", "GAN training config.")
 flags.DEFINE_string("forget", None, "Forget SPEC: train on the retained data only (class:C, "
                     "classes:C1,C2, items:N, items_file:PATH).")
 

@@ -30,8 +30,10 @@ class Checkpointer:
   def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
     self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
     policy = ocp.checkpoint_managers.LatestN(keep)
-    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=not read_only,
-                                           read_only=read_only, enable_async_checkpointing=True)
+    # Read-only managers never save; saying so (save_interval_steps=0) keeps orbax from warning.
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=policy, create=not read_only, read_only=read_only,
+        save_interval_steps=0 if read_only else 1, enable_async_checkpointing=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
 
   def steps(self) -> list[int]:

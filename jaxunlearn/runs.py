@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
-from typing import Any, Iterable
+import threading
+from typing import Any, Callable, Iterable
 
 import jax
 
@@ -126,3 +128,47 @@ def progress(total: int, initial: int, desc: str):
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   return tqdm(total=total, initial=initial, desc=desc, disable=jax.process_index() != 0,
               dynamic_ncols=True, mininterval=2.0)
+
+
+class StopSignal:
+  """Pre-emption: turns SIGTERM/SIGINT into a flag that a loop checks at its safe points.
+
+  A loop calls :meth:`stop_if_received` right after a step (or round) has finished; on a received
+  signal it saves a checkpoint through ``save`` and exits with a message that says how to resume.
+  The handlers are installed only when ``enabled`` and in the main thread (signal handlers cannot
+  be installed elsewhere); the previous handlers come back on exit.
+
+  Usage::
+
+    with runs.StopSignal() as stop:
+      while step < total:
+        state = step_fn(state, ...)
+        stop.stop_if_received(f"step {step}", save)
+  """
+
+  def __init__(self, enabled: bool = True):
+    self.enabled = enabled and threading.current_thread() is threading.main_thread()
+    self.received: int | None = None
+    self._previous: dict[int, Any] = {}
+
+  def __enter__(self) -> "StopSignal":
+    if self.enabled:
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame) -> None:  # pylint: disable=unused-argument
+    self.received = signum
+
+  def __exit__(self, *exc) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+  def stop_if_received(self, where: str, save: Callable[[], None]) -> None:
+    """After a signal: ``save()``, then SystemExit naming the signal and ``where`` it stopped."""
+    if self.received is None:
+      return
+    save()
+    name = signal.Signals(self.received).name
+    raise SystemExit(f"stopped by {name} at {where}; checkpoint saved, rerun the same command to "
+                     "resume")

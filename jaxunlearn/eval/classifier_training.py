@@ -215,8 +215,12 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, see
   compiled = step_fn.lower(state, batch_for(int(state.step)), base_key).compile()
   compile_s = time.perf_counter() - t0
 
+  def save() -> None:
+    checkpointer.save(step, state, {**meta, "train_s": train_s})
+
   step = int(state.step)
-  with runs.progress(total_steps, step, f"train_classifier ({meta['id']})") as bar:
+  with runs.StopSignal() as stop, runs.progress(total_steps, step,
+                                                 f"train_classifier ({meta['id']})") as bar:
     while step < total_steps:
       t = time.perf_counter()
       state, metrics = parallel.run_step(compiled, state, batch_for(step),
@@ -236,7 +240,9 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, see
           bar.set_postfix({"test_acc": f"{record['test_accuracy']:.4f}"})
         metrics_log.write(record)
       if step % config.checkpoint_every == 0 and step < total_steps:
-        checkpointer.save(step, state, {**meta, "train_s": train_s})
+        save()
+      if step < total_steps:  # the final checkpoint, with its test accuracy, is written below
+        stop.stop_if_received(f"step {step}", lambda: (save(), checkpointer.close()))
 
   final = current()
   test = accuracy_report(final, test_images, test_labels, mesh, config.eval_batch_size)

@@ -430,7 +430,8 @@ def train_stage(name: str, state: GANState, real: np.ndarray, consts: PyTree, *,
     compiled = step_fn.lower(state, batch_for(step), jax.random.fold_in(key, step),
                              consts).compile()
     compile_s = time.perf_counter() - t0
-    with runs.progress(cfg.num_steps, step, name) as bar:
+    with runs.StopSignal(enabled=checkpointer is not None) as stop, runs.progress(
+        cfg.num_steps, step, name) as bar:
       while step < cfg.num_steps:
         t = time.perf_counter()
         state, metrics = parallel.run_step(compiled, state, batch_for(step),
@@ -454,6 +455,7 @@ def train_stage(name: str, state: GANState, real: np.ndarray, consts: PyTree, *,
                              "train_s": round(train_s, 3)})
         if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
           save()
+        stop.stop_if_received(f"{name} step {step}", lambda: (save(), checkpointer.close()))
   if checkpointer is not None:
     checkpointer.close()
   if on_eval is not None and not evaluate:

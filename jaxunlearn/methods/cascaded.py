@@ -725,7 +725,9 @@ def unlearn(config: ml_collections.ConfigDict, workdir: str, *, pretrained: str,
   learn_pool = learning_pool(ctx, subs)
   sched = ctx.schedule
 
-  with runs.progress(sched.max_rounds, progress["round"], "cascaded") as bar:
+  # A SIGTERM/SIGINT is honoured after the round in flight: rounds are the checkpoint unit.
+  with runs.StopSignal() as stop, runs.progress(sched.max_rounds, progress["round"],
+                                                 "cascaded") as bar:
     while not progress["finished"]:
       t = progress["round"] + 1
       step0 = sum(progress["counts"].values())
@@ -752,6 +754,7 @@ def unlearn(config: ml_collections.ConfigDict, workdir: str, *, pretrained: str,
       bar.update(1)
       bar.set_postfix({"statistic": f"{statistic:.4f}", "threshold": f"{decision.threshold:.4f}"})
       if not progress["finished"]:
+        stop.stop_if_received(f"round {t}", checkpointer.close)  # round t is saved above
         clock.start()
   checkpointer.close()
 

@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import math
 import os
-import signal
 import time
 from typing import Any
 
@@ -64,26 +63,6 @@ def architecture(config) -> dict[str, Any]:
   """The config fields that fix the parameter shapes (stored in every checkpoint)."""
   return {k: (config[k].to_dict() if hasattr(config[k], "to_dict") else config[k])
           for k in ARCH_KEYS}
-
-
-class _StopSignal:
-  """Turns SIGTERM/SIGINT into a flag the loop checks after each step (pre-emption)."""
-
-  def __init__(self):
-    self.received: int | None = None
-    self._previous = {}
-
-  def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    self.received = signum
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 def nonfinite_quantities(metrics: dict[str, float]) -> list[str]:
@@ -160,7 +139,7 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, see
     images_lib.save_grid(os.path.join(workdir, f"grid_{name}.png"), images)
 
   step = int(state.step)
-  with _StopSignal() as stop, runs.progress(total_steps, step, "train_gan") as bar:
+  with runs.StopSignal() as stop, runs.progress(total_steps, step, "train_gan") as bar:
     while step < total_steps:
       t = time.perf_counter()
       previous = state
@@ -183,11 +162,7 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, see
         write_grid(f"{step:06d}")
       if step % config.checkpoint_every == 0 or step == total_steps:
         save(step)
-      if stop.received is not None:
-        save(step)
-        checkpointer.close()
-        raise SystemExit(f"stopped by signal {stop.received} at step {step}; checkpoint saved, "
-                         "rerun the same command to resume")
+      stop.stop_if_received(f"step {step}", lambda: (save(step), checkpointer.close()))
   checkpointer.close()
   write_grid("final")
   results = {

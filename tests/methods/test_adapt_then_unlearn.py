@@ -1,5 +1,5 @@
 """Adapt-then-Unlearn (adapt_then_unlearn.md §11): feedback banks, PUL, stage steps, selection, and
-the experiment end to end (smoke run, resume after SIGKILL, refused inputs).
+the experiment end to end (smoke run, refused inputs; kills: tests/test_faults.py).
 
 The EWC, repulsion and extrapolation mathematics are tested in test_{ewc,repulsion,extrapolation}.py
 and the 2-D toy in test_mog_toy.py.
@@ -7,9 +7,6 @@ and the 2-D toy in test_mog_toy.py.
 
 import functools
 import os
-import re
-import subprocess
-import sys
 import types
 
 import chex
@@ -26,7 +23,7 @@ from jaxunlearn.methods import ewc, repulsion
 from jaxunlearn.methods import feedback as feedback_lib
 from jaxunlearn.methods import mog_toy
 from jaxunlearn.train import pretrained as pretrained_lib
-from conftest import REPO, run_module
+from conftest import run_module
 
 DIM = 3
 
@@ -269,61 +266,3 @@ def test_smoke_run_end_to_end(smoke_run):
   assert trained.meta["selected"]["step"] == selection["selected"]["step"]
   config = runs.read_json(os.path.join(smoke_run, "config.json"))["config"]
   assert config["model"] == "dcgan" and config["atu"]["repulsion"]["kind"] == "el2"
-
-
-_KILL_AT = """
-import os, signal, sys
-from jaxunlearn import parallel
-calls, run_step = [0], parallel.run_step
-def killing_run_step(*args):
-  calls[0] += 1
-  if calls[0] == {kill_at}:
-    os.kill(os.getpid(), signal.SIGKILL)
-  return run_step(*args)
-parallel.run_step = killing_run_step
-from experiments import adapt_then_unlearn, common
-sys.argv = ["adapt_then_unlearn", *{args!r}]
-common.run(adapt_then_unlearn.main)
-"""
-
-
-@pytest.mark.slow
-def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, smoke_gan, stub_classifier,
-                                                          smoke_run):
-  workdir = str(tmp_path / "killed")
-  args = _args(workdir, smoke_gan, stub_classifier)
-  # Killed as Stage-2 step 6 starts: the step-2 checkpoint is final (orbax finishes an async save
-  # before it starts the next, here the step-4 one), the step-4 one may be.
-  kill_at = RUN_STEP_CALLS
-  proc = subprocess.run([sys.executable, "-c", _KILL_AT.format(kill_at=kill_at, args=list(args))],
-                        cwd=REPO, capture_output=True, text=True, timeout=600,
-                        env={**os.environ, "JAXUNLEARN_DATA_DIR": os.environ.get(
-                            "JAXUNLEARN_DATA_DIR", "")})
-  assert proc.returncode == -9, proc.stderr[-2000:]
-  assert not os.path.exists(os.path.join(workdir, "results.json"))
-  assert not os.path.exists(os.path.join(workdir, "checkpoints"))
-  rerun = run_module("experiments.adapt_then_unlearn", *args)
-  assert re.search(r"unlearn: resuming from the checkpoint at step [24]\b", rerun.stderr)
-  assert "adapt_1: resuming" not in rerun.stderr  # finished stages are reloaded, not retrained
-
-  mesh = parallel.make_mesh()
-  resumed, reference = (pretrained_lib.load_gan(w, mesh) for w in (workdir, smoke_run))
-  for field in ("g_params", "g_batch_stats", "d_params"):
-    chex.assert_trees_all_equal(getattr(resumed.state, field), getattr(reference.state, field))
-  got, want = (runs.read_json(os.path.join(w, "results.json")) for w in (workdir, smoke_run))
-  assert got["selection_detail"]["selected"] == want["selection_detail"]["selected"]
-  assert got["selection_detail"]["final"] == want["selection_detail"]["final"]
-  assert _metrics_without_timing(workdir) == _metrics_without_timing(smoke_run)
-
-
-@pytest.mark.parametrize("flag, message", [
-    ("--repulsion=xl2", "unknown --repulsion='xl2'; valid: el2, nl2, il2"),
-    ("--forget=items:5", "--forget='items:5': Adapt-then-Unlearn unlearns classes"),
-])
-def test_bad_flags_are_refused_before_any_work(tmp_path, flag, message):
-  workdir = tmp_path / "never"
-  proc = run_module("experiments.adapt_then_unlearn", f"--workdir={workdir}", "--pretrained=/none",
-                    "--feedback_classifier=/none", "--forget=class:8", flag, check=False)
-  assert proc.returncode == 2
-  assert re.search(re.escape(f"error: {message}"), proc.stderr), proc.stderr[-1000:]
-  assert not workdir.exists()

@@ -1,13 +1,9 @@
 """Cascaded unlearning (cascaded_unlearning.md): fake-label loss, substitution, stop rules, and the
-experiment end to end (item and class runs, resume after SIGKILL, bad SPEC)."""
+experiment end to end (item and class runs, bad SPEC; kills: tests/test_faults.py)."""
 
 import functools
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import chex
 import flax.linen as nn
@@ -18,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import REPO, run_module
+from conftest import run_module
 from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import parallel
 from jaxunlearn.methods import cascaded, substitution
@@ -223,49 +219,3 @@ def test_class_run_end_to_end(smoke_gan, feedback, data_dir, tmp_path):
   labels = data.dataset.train_labels[data.splits.gan_train[positions]]
   counts = np.bincount(labels, minlength=10)
   assert counts[3] == 0 and np.ptp(counts[np.arange(10) != 3]) <= 1  # class-balanced
-
-
-def _resume_cmd(smoke_gan, workdir):
-  return [sys.executable, "-m", "experiments.cascaded_unlearning",
-          *_args(smoke_gan, workdir, "items:7", "--config.substitution.selection=random",
-                 "--config.schedule.max_rounds=4", "--config.stop.min_rounds=4")]
-
-
-def test_resume_after_sigkill_equals_uninterrupted_run(smoke_gan, data_dir, tmp_path):
-  straight, killed = tmp_path / "straight", tmp_path / "killed"
-  run_module("experiments.cascaded_unlearning", *_resume_cmd(smoke_gan, straight)[3:])
-  env = {**os.environ, "JAXUNLEARN_DATA_DIR": data_dir}
-  proc = subprocess.Popen(_resume_cmd(smoke_gan, killed), cwd=REPO, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 240
-  while time.time() < deadline and proc.poll() is None:
-    if (killed / "checkpoints" / "1").is_dir():  # round 1's checkpoint is committed
-      proc.send_signal(signal.SIGKILL)
-      break
-    time.sleep(0.02)
-  assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
-  assert not (killed / "results.json").exists()
-  resumed = run_module("experiments.cascaded_unlearning", *_resume_cmd(smoke_gan, killed)[3:])
-  assert "resuming after round" in resumed.stderr
-  mesh = parallel.make_mesh(1)
-  chex.assert_trees_all_close(pretrained.load_gan(str(killed), mesh).state,
-                              pretrained.load_gan(str(straight), mesh).state, rtol=1e-5, atol=1e-6)
-  a, b = _results(killed), _results(straight)
-  assert a["rounds"] == b["rounds"] == 4 and a["timing"]["steps"] == b["timing"]["steps"]
-  assert a["stop"]["history"][-1]["statistic"] == b["stop"]["history"][-1]["statistic"]
-  logged = [json.loads(line)["round"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
-  assert logged == [1, 2, 3, 4]
-
-
-@pytest.mark.parametrize("forget, message", [
-    ("class:11", "unknown class 11"),
-    ("items:0", "out of range"),
-    ("", "--forget is required"),
-])
-def test_bad_spec_is_refused_before_any_work(smoke_gan, tmp_path, forget, message):
-  workdir = tmp_path / "w"
-  proc = run_module("experiments.cascaded_unlearning", *_args(smoke_gan, workdir, forget),
-                    check=False)
-  assert proc.returncode == 2
-  assert message in proc.stderr and proc.stderr.strip().count("\n") == 0
-  assert not workdir.exists()
