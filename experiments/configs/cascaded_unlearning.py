@@ -15,6 +15,7 @@ def get_config(variant: str = ""):
   c.batch_size = -1                  # B; -1: the pre-trained GAN's batch size
   c.optimizer = ml_collections.ConfigDict({"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999})
   c.optimizer_state = "fresh"        # fresh | restore (the original's Adam moments)
+  c.ema_decay = 0.0                  # EMA of G during unlearning (G starts from G0's EMA weights)
 
   c.substitution = ml_collections.ConfigDict()
   c.substitution.source = "real_retained"  # real_retained | generated_filtered | none

@@ -28,6 +28,9 @@ Reconstruction choices (config field in brackets):
   G steps after the D steps); at most ``max_rounds`` rounds (T_max). The learning phase draws real
   batches of size B from ``learning.real_source`` = retained (D_r ∪ S) | substitutes (S only).
   Optimiser states are fresh Adam (``optimizer.*``) unless ``optimizer_state`` = restore.
+  G starts from G0's EMA weights (the generator the original's samples came from; = G0's weights when
+  it was trained without EMA), and the unlearning keeps its own EMA with ``ema_decay`` (default 0:
+  off, because a long-horizon EMA of the original would lag the few hundred unlearning steps).
 * Stopping (§6) [``stop.*``], checked after every round from round ``min_rounds`` on, timed:
   class mode r_c(G) ≤ r_c(G_R) + ``class_delta`` with a ``--reference`` model, else r_c(G) ≤
   ``class_epsilon``; r_c is the feedback classifier's share of the forgotten classes on G(Z_stop)
@@ -165,8 +168,10 @@ def fresh_optimizer_states(state: gan_lib.GANState, gan: gan_lib.GAN) -> gan_lib
 
 
 def _initial_state(state: gan_lib.GANState, *, gan: gan_lib.GAN, fresh: bool) -> gan_lib.GANState:
-  """G, D ← copies of G0, D0 (new buffers), with fresh optimizer states when ``fresh``."""
+  """G ← G0's EMA weights, D ← D0 (new buffers), with fresh optimizer states when ``fresh``."""
   state = jax.tree.map(jnp.copy, state)
+  state = state.replace(g_params=state.g_ema_params,
+                        g_ema_params=jax.tree.map(jnp.copy, state.g_ema_params))
   return fresh_optimizer_states(state, gan) if fresh else state
 
 
@@ -270,6 +275,7 @@ def check_config(config: ml_collections.ConfigDict, mode: str) -> None:
       ("schedule.max_rounds", sched.max_rounds >= 1, ">= 1"),
       ("stop.min_rounds", 1 <= stop.min_rounds <= sched.max_rounds, "in [1, schedule.max_rounds]"),
       ("eval_batch_size", config.eval_batch_size >= 1, ">= 1"),
+      ("ema_decay", 0 <= config.ema_decay < 1, "in [0, 1)"),
   ]
   for name, ok, valid in checks:
     if not ok:
@@ -572,11 +578,11 @@ def _prepare(config, *, pretrained: str, forget_spec: str, feedback_classifier: 
 
 def unlearned_gan_config(original: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
                          batch_size: int) -> ml_collections.ConfigDict:
-  """The GAN config of the unlearned model: the original's, with the unlearning optimizer and B, and
-  the unlearning config under "unlearning" (config.json's "config", read by ``load_gan``)."""
+  """The GAN config of the unlearned model: the original's, with the unlearning optimizer, B and EMA
+  decay, and the unlearning config under "unlearning" (config.json's "config", read by ``load_gan``)."""
   merged = original.to_dict()
   merged.update(optimizer=config.optimizer.to_dict(), batch_size=batch_size,
-                unlearning=config.to_dict())
+                ema_decay=config.ema_decay, unlearning=config.to_dict())
   return ml_collections.ConfigDict(merged)
 
 

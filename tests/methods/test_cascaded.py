@@ -82,6 +82,19 @@ def test_fake_label_step_pushes_forget_scores_down():
   assert after[1.0] < after[0.0]
 
 
+def test_unlearning_starts_g_from_the_original_ema_weights_with_fresh_adam():
+  gan = gan_lib.GAN(generator=_TinyG(), discriminator=_TinyD(), g_optimizer=optax.adam(1e-2),
+                    d_optimizer=optax.adam(1e-2), latent_dim=3)
+  state = gan.init(jax.random.key(0), (2, 2, 1))
+  state = state.replace(g_ema_params=jax.tree.map(lambda p: p + 1.0, state.g_params),
+                        g_opt_state=jax.tree.map(lambda x: x + 1, state.g_opt_state))
+  start = cascaded._initial_state(state, gan=gan, fresh=True)  # pylint: disable=protected-access
+  chex.assert_trees_all_equal(start.g_params, state.g_ema_params)
+  chex.assert_trees_all_equal(start.g_ema_params, state.g_ema_params)
+  chex.assert_trees_all_equal(start.d_params, state.d_params)
+  chex.assert_trees_all_equal(start.g_opt_state, gan.g_optimizer.init(state.g_ema_params))
+
+
 def test_nearest_substitutes_skip_exact_duplicates():
   forget_pixels = np.arange(2 * 4, dtype=np.uint8).reshape(2, 4)
   retain_pixels = np.stack([forget_pixels[0], forget_pixels[0] + 1, forget_pixels[1] + 7,
