@@ -33,7 +33,7 @@ def main():
   workdir = runs.prepare_workdir(FLAGS.workdir)
   runs.write_config(workdir, FLAGS.config, common.standard_flags())
   results = suite.run(FLAGS.config, notice=runs.notice)
-  runs.write_json_atomic(os.path.join(workdir, runs.RESULTS_FILE), results)
+  runs.write_results(workdir, results)
   _write_text_atomic(os.path.join(workdir, "benchmark.md"), suite.markdown(results))
   runs.notice(f"wrote {os.path.join(workdir, 'benchmark.md')}")
 

@@ -35,6 +35,23 @@ def prepare_workdir(workdir: str) -> str:
   return path
 
 
+def finished_results(workdir: str) -> dict[str, Any] | None:
+  """The results of a run that has finished in ``workdir`` (saying so), else None.
+
+  A finished run is never redone: rerunning its command returns its results.json.
+  """
+  path = os.path.join(workdir, RESULTS_FILE)
+  if not os.path.exists(path):
+    return None
+  notice(f"{path} exists: this run has finished; nothing to do")
+  return read_json(path)
+
+
+def write_results(workdir: str, results: dict[str, Any]) -> None:
+  """results.json, written once and atomically: it is either complete or absent."""
+  write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
+
+
 def environment() -> dict[str, Any]:
   """Software versions and devices, for config.json and report cards."""
   import flax  # pylint: disable=g-import-not-at-top

@@ -113,7 +113,7 @@ def _gan_g_step(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
 
 @register("sample", "GAN.generate: G in inference mode on a batch of latents (sampling)")
 def _sample(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
-  # The jitted function of sampling.make_generate_fn, without its host loop.
+  # The jitted generation of sampling.make_generate_fn, without its host loop.
   rep, bat = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   generate = parallel.MeshJitted(jax.jit(setup.gan.generate, in_shardings=(rep, rep, bat),
                                          out_shardings=bat), mesh)

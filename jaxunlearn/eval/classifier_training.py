@@ -166,10 +166,9 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, see
   total_steps = (config.num_steps if config.num_steps > 0
                  else config.num_epochs * batches.steps_per_epoch)
   workdir = runs.prepare_workdir(workdir)
-  results_path = os.path.join(workdir, runs.RESULTS_FILE)
-  if os.path.exists(results_path):
-    runs.notice(f"{results_path} exists: this run has finished; nothing to do")
-    return runs.read_json(results_path)
+  finished = runs.finished_results(workdir)
+  if finished is not None:
+    return finished
   runs.write_config(workdir, config, {**(flags or {}), "seed": seed})
 
   module = clf.make_classifier(arch)
@@ -270,5 +269,5 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, see
                  "steps_per_s": total_steps / train_s if train_s else None},
       "devices": [str(d) for d in mesh.devices.flat], "environment": runs.environment(),
   }
-  runs.write_json_atomic(results_path, results)
+  runs.write_results(workdir, results)
   return results

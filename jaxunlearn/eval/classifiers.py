@@ -34,7 +34,7 @@ from jaxunlearn import parallel
 from jaxunlearn import runs
 from jaxunlearn.data.datasets import CLASS_NAMES
 from jaxunlearn.errors import UserInputError
-from jaxunlearn.eval.batching import make_batched_apply
+from jaxunlearn.batching import make_batched_apply
 
 PyTree = Any
 ROLES = ("eval", "feedback")

@@ -19,7 +19,7 @@ from jax.sharding import Mesh
 
 from jaxunlearn.data import ForgetSet, ImageDataset, Splits
 from jaxunlearn.eval import mia
-from jaxunlearn.eval.batching import make_batched_apply
+from jaxunlearn.batching import make_batched_apply
 from jaxunlearn.train.pretrained import TrainedGAN
 
 

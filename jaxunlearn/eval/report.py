@@ -503,10 +503,9 @@ def run_evaluation(config, workdir: str, *, checkpoint: str, eval_classifier: st
   classifier = load_classifier(eval_classifier, dataset=model.config.dataset, role="eval",
                                flag="--eval_classifier")
   workdir = runs.prepare_workdir(workdir)
-  results_path = os.path.join(workdir, runs.RESULTS_FILE)
-  if os.path.exists(results_path):
-    runs.notice(f"{results_path} exists: this evaluation has finished; nothing to do")
-    return runs.read_json(results_path)
+  finished = runs.finished_results(workdir)
+  if finished is not None:
+    return finished
   runs.write_config(workdir, config, {**(flags or {}), "seed": seed, "forget": forget_spec})
   cache_dir = config.stats_cache_dir or real_lib.default_cache_dir(workdir)
   card = evaluate_gan(model, eval_classifier=classifier, data=data, forget=data.forget,
@@ -521,5 +520,5 @@ def run_evaluation(config, workdir: str, *, checkpoint: str, eval_classifier: st
              "timing": {"evaluate_s": card["evaluate_s"]},
              **{k: card[k] for k in ("header", "effectiveness", "quality", "efficiency",
                                      "details")}}
-  runs.write_json_atomic(results_path, results)
+  runs.write_results(workdir, results)
   return results

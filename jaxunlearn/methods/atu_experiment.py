@@ -82,10 +82,9 @@ def run_experiment(config, workdir: str, *, pretrained: str, forget: str, feedba
   classifier = classifiers.load_classifier(feedback_classifier, dataset=dataset, role=role,
                                            flag="--feedback_classifier")
   workdir = runs.prepare_workdir(workdir)
-  results_path = os.path.join(workdir, runs.RESULTS_FILE)
-  if os.path.exists(results_path):
-    runs.notice(f"{results_path} exists: this run has finished; nothing to do")
-    return runs.read_json(results_path)
+  finished = runs.finished_results(workdir)
+  if finished is not None:
+    return finished
   gan_config = trained.config.to_dict()
   runs.write_config(workdir, {**gan_config, "atu": config.to_dict()},
                     {**(flags_record or {}), "seed": seed, "forget": forget,
@@ -146,7 +145,7 @@ def run_experiment(config, workdir: str, *, pretrained: str, forget: str, feedba
       "atu": info, "devices": [str(d) for d in mesh.devices.flat],
       "environment": runs.environment(),
   }
-  runs.write_json_atomic(results_path, results)
+  runs.write_results(workdir, results)
   return results
 
 

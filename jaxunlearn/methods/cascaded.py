@@ -72,7 +72,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import images as images_lib
@@ -83,7 +82,7 @@ from jaxunlearn import runs
 from jaxunlearn import sampling
 from jaxunlearn.data import ImageDataset
 from jaxunlearn.errors import UserInputError
-from jaxunlearn.eval import batching
+from jaxunlearn import batching
 from jaxunlearn.eval import classifiers
 from jaxunlearn.eval import forgetting
 from jaxunlearn.eval import mia
@@ -130,9 +129,7 @@ def d_unlearn_step(state: gan_lib.GANState, batch: dict[str, jax.Array], rng: ja
       i of x_u.
     rng: key of this step; draws z ~ N(0, I) of size ``fake_batch_size`` (B).
   """
-  z = gan.sample_latents(rng, fake_batch_size)
-  fake, _ = gan.generate_train(state.g_params, state.g_batch_stats, z)
-  fake = jax.lax.stop_gradient(fake)
+  fake = gan_lib.generated_constants(state, rng, fake_batch_size, gan=gan)
   substitute, forget = batch["substitute"], batch["forget"]
 
   def loss_fn(d_params):
@@ -141,18 +138,10 @@ def d_unlearn_step(state: gan_lib.GANState, batch: dict[str, jax.Array], rng: ja
     forget_logits = gan.d_logits(d_params, forget)
     loss = unlearning_d_loss(substitute_logits, fake_logits, forget_logits, fake_label=fake_label,
                              weight=weight)
-    metrics = {"d_unlearn_loss": loss, "d_substitute": jnp.mean(substitute_logits),
-               "d_unlearn_fake": jnp.mean(fake_logits), "d_forget": jnp.mean(forget_logits)}
-    if gan.r1_gamma > 0:
-      r1 = losses.r1_penalty(lambda x: gan.d_logits(d_params, x), substitute)
-      loss = loss + 0.5 * gan.r1_gamma * r1
-      metrics["r1_unlearn"] = r1
-    return loss, metrics
+    return loss, {"d_unlearn_loss": loss, "d_substitute": jnp.mean(substitute_logits),
+                  "d_unlearn_fake": jnp.mean(fake_logits), "d_forget": jnp.mean(forget_logits)}
 
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.d_params)
-  updates, d_opt_state = gan.d_optimizer.update(grads, state.d_opt_state, state.d_params)
-  d_params = optax.apply_updates(state.d_params, updates)
-  return state.replace(d_params=d_params, d_opt_state=d_opt_state), metrics
+  return gan_lib.d_update(state, loss_fn, gan=gan, r1_images=substitute, r1_name="r1_unlearn")
 
 
 def generator_step(state: gan_lib.GANState, rng: jax.Array, *, gan: gan_lib.GAN, batch_size: int
@@ -667,10 +656,9 @@ def unlearn(config: ml_collections.ConfigDict, workdir: str, *, pretrained: str,
   workdir = runs.prepare_workdir(workdir)
   if os.path.abspath(workdir) == original.workdir:
     raise UserInputError("--workdir must differ from --pretrained (the original would be overwritten)")
-  results_path = os.path.join(workdir, runs.RESULTS_FILE)
-  if os.path.exists(results_path):
-    runs.notice(f"{results_path} exists: this run has finished; nothing to do")
-    return runs.read_json(results_path)
+  finished = runs.finished_results(workdir)
+  if finished is not None:
+    return finished
   runs.write_config(workdir, ctx.gan_config, {**(flags or {}), "seed": seed, "forget": forget_spec,
                                           "pretrained": original.workdir,
                                           "feedback_classifier": feedback_classifier,
@@ -801,5 +789,5 @@ def unlearn(config: ml_collections.ConfigDict, workdir: str, *, pretrained: str,
       "flags": flags_out,
       "devices": [str(d) for d in ctx.mesh.devices.flat], "environment": runs.environment(),
   }
-  runs.write_json_atomic(results_path, results)
+  runs.write_results(workdir, results)
   return results

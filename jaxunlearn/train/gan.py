@@ -89,6 +89,34 @@ class GAN:
     return self.discriminator.apply({"params": d_params}, images)
 
 
+def generated_constants(state: GANState, rng: jax.Array, n: int, *, gan: GAN) -> jax.Array:
+  """(n, H, W, C) images G(z), z ~ N(0, I) from ``rng``, G in training mode, as constants for D."""
+  fake, _ = gan.generate_train(state.g_params, state.g_batch_stats, gan.sample_latents(rng, n))
+  return jax.lax.stop_gradient(fake)
+
+
+def d_update(state: GANState, loss_fn: Callable[[PyTree], tuple[jax.Array, dict[str, jax.Array]]],
+             *, gan: GAN, r1_images: jax.Array, r1_name: str = "r1"
+             ) -> tuple[GANState, dict[str, jax.Array]]:
+  """One optimizer update of D on ``loss_fn(d_params) -> (loss, metrics)`` (+ γ/2·R1).
+
+  With ``gan.r1_gamma`` = γ > 0, the R1 penalty on ``r1_images`` (the images D treats as real) is
+  added and logged as ``r1_name``. Only D's parameters and optimizer state change.
+  """
+  def total(d_params):
+    loss, metrics = loss_fn(d_params)
+    if gan.r1_gamma > 0:
+      r1 = losses.r1_penalty(lambda x: gan.d_logits(d_params, x), r1_images)
+      loss = loss + 0.5 * gan.r1_gamma * r1
+      metrics = {**metrics, r1_name: r1}
+    return loss, metrics
+
+  grads, metrics = jax.grad(total, has_aux=True)(state.d_params)
+  updates, d_opt_state = gan.d_optimizer.update(grads, state.d_opt_state, state.d_params)
+  d_params = optax.apply_updates(state.d_params, updates)
+  return state.replace(d_params=d_params, d_opt_state=d_opt_state), metrics
+
+
 def d_step(state: GANState, real: jax.Array, rng: jax.Array, *, gan: GAN
            ) -> tuple[GANState, dict[str, jax.Array]]:
   """One discriminator update on L_D (+ γ/2·R1) with a fresh fake batch of ``len(real)``.
@@ -98,25 +126,16 @@ def d_step(state: GANState, real: jax.Array, rng: jax.Array, *, gan: GAN
     real: (B, H, W, C) real images in [-1, 1].
     rng: a key for this step.
   """
-  z = gan.sample_latents(rng, real.shape[0])
-  fake, _ = gan.generate_train(state.g_params, state.g_batch_stats, z)
-  fake = jax.lax.stop_gradient(fake)
+  fake = generated_constants(state, rng, real.shape[0], gan=gan)
 
   def loss_fn(d_params):
     real_logits = gan.d_logits(d_params, real)
     fake_logits = gan.d_logits(d_params, fake)
     loss = losses.discriminator_loss(real_logits, fake_logits)
-    metrics = {"d_loss": loss, "d_real": jnp.mean(real_logits), "d_fake": jnp.mean(fake_logits)}
-    if gan.r1_gamma > 0:
-      r1 = losses.r1_penalty(lambda x: gan.d_logits(d_params, x), real)
-      loss = loss + 0.5 * gan.r1_gamma * r1
-      metrics["r1"] = r1
-    return loss, metrics
+    return loss, {"d_loss": loss, "d_real": jnp.mean(real_logits),
+                  "d_fake": jnp.mean(fake_logits)}
 
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.d_params)
-  updates, d_opt_state = gan.d_optimizer.update(grads, state.d_opt_state, state.d_params)
-  d_params = optax.apply_updates(state.d_params, updates)
-  return state.replace(d_params=d_params, d_opt_state=d_opt_state), metrics
+  return d_update(state, loss_fn, gan=gan, r1_images=real)
 
 
 def g_step(state: GANState, batch_size: int, rng: jax.Array, *, gan: GAN,

@@ -18,7 +18,7 @@ import pytest
 from jaxunlearn import checkpoint as ckpt_lib
 from jaxunlearn import parallel
 from jaxunlearn import sampling
-from jaxunlearn.eval import batching
+from jaxunlearn import batching
 from jaxunlearn.eval import classifier_training
 from jaxunlearn.eval import classifiers
 from jaxunlearn.methods import adapt_then_unlearn as atu

@@ -1,4 +1,4 @@
-"""Data-parallel inference over arrays larger than one batch (classifiers, discriminators).
+"""Data-parallel inference over arrays larger than one batch (generators, classifiers, discriminators).
 
 :func:`make_batched_apply` jits a per-sample function ``fn(params, x)`` with the parameters
 replicated and the inputs sharded along ``data``, then feeds any number of inputs through it
