@@ -180,14 +180,28 @@ def train_step(state: GANState, real: jax.Array, rng: jax.Array, *, gan: GAN
 
 
 def make_gan(config) -> GAN:
-  """Builds the :class:`GAN` collaborator from a config (see experiments/configs)."""
-  from jaxunlearn.models import dcgan  # pylint: disable=g-import-not-at-top
-  if config.model != "dcgan":
-    raise ValueError(f"unknown model {config.model!r}; valid: 'dcgan'")
+  """Builds the :class:`GAN` collaborator from a config (see experiments/configs).
+
+  ``config.model``: 'dcgan' (widths from ``config.dcgan``) or 'stylegan2' (at the model
+  resolution, style_dim = ``config.latent_dim``; ``config.stylegan2`` gives n_mlp,
+  channel_multiplier, channel_max and mbstd).
+  """
+  from jaxunlearn.images import MODEL_RESOLUTION  # pylint: disable=g-import-not-at-top
+  from jaxunlearn.models import dcgan, stylegan2  # pylint: disable=g-import-not-at-top
   channels = 1 if config.dataset == "mnist" else 3
+  if config.model == "dcgan":
+    generator = dcgan.Generator(channels=channels, width=config.dcgan.g_width)
+    discriminator = dcgan.Discriminator(width=config.dcgan.d_width)
+  elif config.model == "stylegan2":
+    sg = config.stylegan2
+    widths = {"channel_multiplier": sg.channel_multiplier, "channel_max": sg.channel_max}
+    generator = stylegan2.Generator(resolution=MODEL_RESOLUTION, img_channels=channels,
+                                    style_dim=config.latent_dim, n_mlp=sg.n_mlp, **widths)
+    discriminator = stylegan2.Discriminator(mbstd=sg.mbstd, **widths)
+  else:
+    raise ValueError(f"unknown model {config.model!r}; valid: 'dcgan', 'stylegan2'")
   opt = config.optimizer
   make_tx = lambda: optax.adam(opt.learning_rate, b1=opt.b1, b2=opt.b2)
-  return GAN(generator=dcgan.Generator(channels=channels, width=config.dcgan.g_width),
-             discriminator=dcgan.Discriminator(width=config.dcgan.d_width),
+  return GAN(generator=generator, discriminator=discriminator,
              g_optimizer=make_tx(), d_optimizer=make_tx(), latent_dim=config.latent_dim,
              r1_gamma=config.r1_gamma, ema_decay=config.ema_decay)
