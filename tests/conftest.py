@@ -50,7 +50,13 @@ def smoke_gan(tmp_path_factory, data_dir) -> str:  # pylint: disable=redefined-o
 
 @pytest.fixture(scope="session")
 def stub_classifier(tmp_path_factory, smoke_gan) -> str:
-  """A classifier workdir whose argmax spreads the smoke GAN's samples over all ten classes.
+  """A classifier workdir whose argmax spreads the smoke GAN's samples over all ten classes."""
+  return write_stub_classifier(str(tmp_path_factory.mktemp("stub_classifier")), smoke_gan)
+
+
+def write_stub_classifier(path: str, gan_workdir: str) -> str:
+  """Writes to ``path`` a feedback classifier that spreads the samples of the GAN in
+  ``gan_workdir`` (an MNIST train_gan workdir) over all ten classes; returns ``path``.
 
   A smoke-trained classifier puts every sample of a 6-step GAN into one class; this one is a
   random LeNet with a centred random readout of its features, saved in the train_classifier
@@ -63,7 +69,6 @@ def stub_classifier(tmp_path_factory, smoke_gan) -> str:
   from jaxunlearn import checkpoint as ckpt_lib, parallel, runs, sampling  # pylint: disable=g-import-not-at-top
   from jaxunlearn.eval import classifiers  # pylint: disable=g-import-not-at-top
   from jaxunlearn.train import pretrained as pretrained_lib  # pylint: disable=g-import-not-at-top
-  path = str(tmp_path_factory.mktemp("stub_classifier"))
   mesh = parallel.make_mesh()
   config = mnist_classifier.get_config("smoke")
   config.role = "feedback"
@@ -72,7 +77,7 @@ def stub_classifier(tmp_path_factory, smoke_gan) -> str:
   module = classifiers.make_classifier(arch)
   state = classifiers.create_state(module, classifiers.make_optimizer(cfg["optimizer"], 1),
                                    jax.random.key(0), (32, 32, 1))
-  gan = pretrained_lib.load_gan(smoke_gan, mesh)
+  gan = pretrained_lib.load_gan(gan_workdir, mesh)
   z = np.random.default_rng(0).standard_normal((512, gan.gan.latent_dim)).astype(np.float32)
   images = sampling.make_generate_fn(gan.gan.generate, mesh)(
       gan.state.g_ema_params, gan.state.g_batch_stats, z, 64)

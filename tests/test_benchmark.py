@@ -41,7 +41,8 @@ def test_a_row_per_kind_and_batch_size(smoke_run):
   skipped = {(s["kind"], s["batch_size"]) for s in results["skipped"]}
   for kind in kinds.KINDS:
     assert (kind, 8) in jax_rows or (kind, 8) in skipped, kind
-  for kind in ("gan_train_step", "gan_d_step", "gan_g_step", "sample"):
+  for kind in ("gan_train_step", "gan_d_step", "gan_g_step", "sample", "stylegan2_train_step",
+               "stylegan2_regularized_step"):
     assert (kind, 8) in jax_rows, f"{kind} was skipped: {results['skipped']}"
   for row in results["rows"]:
     assert set(row) >= ROW_KEYS and row["n"] == 2

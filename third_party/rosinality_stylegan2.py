@@ -156,7 +156,8 @@ def convert_generator(state_dict: StateDict) -> dict[str, Any]:
   """A rosinality ``Generator`` state dict -> ``{"params": ..., "batch_stats": ...}``.
 
   The result is the variables of ``stylegan2.Generator(**generator_kwargs(state_dict))``;
-  ``batch_stats`` holds the fixed noise maps (rosinality's ``noises.noise_{i}`` buffers).
+  ``batch_stats`` holds the fixed noise maps (rosinality's ``noises.noise_{i}`` buffers) and
+  the path-length running mean ā = 0 (rosinality does not save it and restarts it at 0).
   """
   kwargs = generator_kwargs(state_dict)
   r = _Reader(state_dict, "generator")
@@ -173,7 +174,7 @@ def convert_generator(state_dict: StateDict) -> dict[str, Any]:
             for i in range(len(stylegan2.noise_shapes(kwargs["resolution"])))}
   r.finish()
   variables = {"params": {"mapping": mapping, "synthesis": synthesis},
-               "batch_stats": {"synthesis": noises}}
+               "batch_stats": {"synthesis": noises, stylegan2.PL_MEAN: np.zeros((), np.float32)}}
   _check_shapes(stylegan2.Generator(**kwargs), variables, (1, kwargs["style_dim"]), "generator")
   return variables
 

@@ -123,6 +123,32 @@ def _sample(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
   return Case(generate, (state.g_ema_params, state.g_batch_stats, z), batch_size, carry=False)
 
 
+def _stylegan2_case(setup: Setup, batch_size: int, mesh: Mesh, every: int | None) -> Case:
+  """The StyleGAN2 training step of ``config.stylegan2`` (both lazy intervals = ``every``, if
+  given), on a state of its own."""
+  config = setup.config.stylegan2
+  if every is not None:
+    config = config.copy_and_resolve_references()
+    config.stylegan2_reg.d_reg_every = config.stylegan2_reg.g_reg_every = every
+  gan = gan_lib.make_gan(config)
+  state = _gan_init(gan, setup.image_shape, mesh)(jax.random.key(0))
+  step = parallel.jit_step(gan_lib.make_train_step(config, gan), mesh)
+  return Case(step, (state, setup.images(mesh, batch_size), jax.random.key(2)), batch_size)
+
+
+@register("stylegan2_train_step", "train.stylegan2.train_step of config.stylegan2: D, lazy R1, G, "
+          "lazy path length, EMA (one jit; the regularizers run on every 16th / 4th call only, "
+          "so the median is an unregularized iteration)")
+def _stylegan2_train_step(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
+  return _stylegan2_case(setup, batch_size, mesh, every=None)
+
+
+@register("stylegan2_regularized_step", "train.stylegan2.train_step with R1 and path length on "
+          "every call (a regularized iteration; the lazy intervals amortize its extra cost)")
+def _stylegan2_regularized_step(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
+  return _stylegan2_case(setup, batch_size, mesh, every=1)
+
+
 # ------------------------------------------------------------------------------------------------
 # Unlearning methods.
 # ------------------------------------------------------------------------------------------------

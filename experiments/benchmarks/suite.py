@@ -22,6 +22,7 @@ from jaxunlearn import benchmarking as bm
 from jaxunlearn import parallel
 from jaxunlearn.errors import UserInputError
 from jaxunlearn.train import gan as gan_lib
+from jaxunlearn.train import loop
 
 PEER = "torch:gan_train_step"
 ALL_DEVICES = "gan_train_step:all_devices"
@@ -221,7 +222,8 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
                   "xla_flags": os.environ.get("XLA_FLAGS", "")},
       "parameters": {"generator_width": config.gan.dcgan.g_width,
                      "discriminator_width": config.gan.dcgan.d_width,
-                     "latent_dim": config.gan.latent_dim, "dataset": config.gan.dataset},
+                     "latent_dim": config.gan.latent_dim, "dataset": config.gan.dataset,
+                     "stylegan2": loop.architecture(config.stylegan2)},
       "kinds": {k: kinds_lib.KINDS[k].description for k in selected_kinds(config)},
       "timing_method": TIMING_METHOD, "wall_s": time.time() - started}
 

@@ -2,6 +2,7 @@
 
 Variants:
   (default) the MNIST DCGAN at the repo's default widths (g_width = d_width = 32, mnist_dcgan.py),
+            and for the stylegan2_* kinds the CPU-sized MNIST StyleGAN2 (mnist_stylegan2.py),
             batch sizes 32/64/128/256, every registered kind, the PyTorch peer;
   spec      the same at the spec's widths (64: G 512/256/128, D 128/256/512);
   fastcpu   the default with the XLA:CPU flags that NOTES.md found fastest (oneDNN convolutions and
@@ -14,7 +15,7 @@ Variants:
 
 import ml_collections
 
-from experiments.configs import mnist_dcgan
+from experiments.configs import mnist_dcgan, mnist_stylegan2
 
 
 # XLA:CPU computes convolutions and dots with oneDNN instead of YNNPACK (benchmarks/NOTES.md).
@@ -26,6 +27,8 @@ FAST_CPU_XLA_FLAGS = (
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.gan = mnist_dcgan.get_config()  # make_gan reads it: widths, latent_dim, optimizer, dataset
+  c.gan.ema_decay = 0.0           # as the PyTorch peer (no EMA), and the recorded results
+  c.stylegan2 = mnist_stylegan2.get_config()  # the stylegan2_* kinds' GAN (same dataset as c.gan)
   c.kinds = "all"                 # comma-separated step kinds to time, or "all" (registered)
   c.batch_sizes = (32, 64, 128, 256)
   c.warmup = 3                    # untimed calls after compilation
@@ -53,6 +56,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   if variant == "smoke":
     c.gan.dcgan.g_width = 4
     c.gan.dcgan.d_width = 4
+    c.stylegan2 = mnist_stylegan2.get_config("smoke")
     c.batch_sizes = (8,)
     c.warmup = 1
     c.iters = 2

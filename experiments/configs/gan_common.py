@@ -11,6 +11,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.split_seed = 0                # fixes H for every model of a comparison (not --seed)
   c.model = "dcgan"
   c.dcgan = ml_collections.ConfigDict({"g_width": 64, "d_width": 64})
+  # model = "stylegan2" (jaxunlearn/models/stylegan2.py): mapping layers, rosinality's channel
+  # table (multiplier, cap) and D's minibatch-stddev (off: each D score depends on its image only).
+  c.stylegan2 = ml_collections.ConfigDict(
+      {"n_mlp": 8, "channel_multiplier": 2, "channel_max": 512, "mbstd": False})
+  # StyleGAN2's training regularizers (jaxunlearn/train/stylegan2.py; R1's weight is r1_gamma).
+  c.stylegan2_reg = ml_collections.ConfigDict(
+      {"d_reg_every": 16, "g_reg_every": 4, "pl_weight": 2.0, "pl_decay": 0.01,
+       "pl_batch_shrink": 2, "mixing_prob": 0.9})
   c.latent_dim = 100
   c.batch_size = 64
   c.num_epochs = 25               # passes over the model's own training set

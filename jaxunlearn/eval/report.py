@@ -46,6 +46,8 @@ from jaxunlearn.eval.fid import feature_statistics, fid_classifier
 from jaxunlearn.eval.forgetting import (class_histogram, classifier_score, confident_share,
                                         percentage_unlearning)
 from jaxunlearn.eval.prdc import precision_recall_density_coverage
+from jaxunlearn.images import MODEL_RESOLUTION
+from jaxunlearn.models import stylegan2
 from jaxunlearn.train import pretrained
 from jaxunlearn.train.loop import TrainingData, prepare_data
 from jaxunlearn.train.pretrained import TrainedGAN
@@ -361,6 +363,19 @@ def _efficiency(retrained: _Row | None, model: _Row) -> list[dict[str, Any]]:
   return rows
 
 
+def model_description(cfg) -> str:
+  """One line naming the GAN of a train_gan config: architecture, latent size and widths."""
+  if cfg.model == "stylegan2":
+    sg = cfg.stylegan2
+    widths = stylegan2.channel_widths(MODEL_RESOLUTION, sg.channel_multiplier, sg.channel_max)
+    return (f"STYLEGAN2 32×32, z = w = {cfg.latent_dim}, mapping {sg.n_mlp} layers, channels "
+            f"{' / '.join(map(str, widths.values()))} at {' / '.join(map(str, widths))} px, "
+            f"minibatch-stddev {'on' if sg.mbstd else 'off'}")
+  widths = cfg.get("dcgan", {})
+  return (f"{cfg.model.upper()} 32×32, z = {cfg.latent_dim}, widths G {widths.get('g_width')} / "
+          f"D {widths.get('d_width')}")
+
+
 def _header(trained: TrainedGAN, row: _Row, classifier: TrainedClassifier, dataset, forget,
             ref_idx, class_mode: bool, config, flags, experiment: str, seed: int
             ) -> dict[str, Any]:
@@ -374,7 +389,6 @@ def _header(trained: TrainedGAN, row: _Row, classifier: TrainedClassifier, datas
     task = f"item unlearning, n = {len(forget.positions)} ({forget.spec}, seed {seed})"
   budget = (f"{cfg.num_steps} steps" if cfg.get("num_steps", -1) > 0
             else f"{cfg.get('num_epochs')} epochs")
-  widths = cfg.get("dcgan", {})
   reference = (f"{dataset.name.upper()} test split without class "
                f"{', '.join(map(str, forget.classes))}" if class_mode
                else f"{dataset.name.upper()} test split")
@@ -386,8 +400,7 @@ def _header(trained: TrainedGAN, row: _Row, classifier: TrainedClassifier, datas
       "variant": results.get("variant", ""),
       "task": task,
       "data": dataset.provenance,
-      "model": (f"{cfg.model.upper()} 32×32, z = {cfg.latent_dim}, widths G {widths.get('g_width')}"
-                f" / D {widths.get('d_width')}; original budget {budget}"),
+      "model": f"{model_description(cfg)}; original budget {budget}",
       "evaluation_classifier": (f"{meta.get('id')}, test acc {100 * meta['test_accuracy']:.2f} %, "
                                 f"feature dim {meta.get('feature_dim')}"),
       "samples": (f"N = {config.num_samples:,} (Z_eval); reference = {reference} "

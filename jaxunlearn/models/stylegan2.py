@@ -37,8 +37,10 @@ Variable collections. ``params`` holds every trained parameter. ``batch_stats`` 
 generator's *non-trained* variables (it is the collection :class:`jaxunlearn.train.gan.GAN` keeps
 apart from the parameters: BatchNorm statistics for the DCGAN, here StyleGAN2's fixed noise maps
 ``synthesis/noise_{i}``, each (1, H, W, 1), drawn N(0, 1) at init like rosinality's ``noises``
-buffers). G always uses these fixed maps (rosinality's ``randomize_noise=False``), never fresh
-noise, so each sample depends only on its own latent and ``train`` has no effect.
+buffers), and the path-length running mean ā (``pl_mean``, a float32 scalar, 0 at init;
+rosinality's ``mean_path_length``), which only :mod:`jaxunlearn.train.stylegan2`'s path-length
+regularizer updates. G always uses the fixed noise maps (rosinality's ``randomize_noise=False``),
+never fresh noise, so each sample depends only on its own latent and ``train`` has no effect.
 
 Channel widths: rosinality's table {4..32: 512, 64: 256·m, 128: 128·m, 256: 64·m, 512: 32·m,
 1024: 16·m} with m = ``channel_multiplier``, each capped at ``channel_max`` (a cap of 8–64 keeps
@@ -63,6 +65,9 @@ from jaxunlearn.models.layers import conv_transpose
 _DIMS = ("NHWC", "HWIO", "NHWC")
 BLUR_KERNEL = (1.0, 3.0, 3.0, 1.0)
 _BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+
+PL_MEAN = "pl_mean"
+"""The generator's ``batch_stats`` key of the path-length running mean ā (a float32 scalar)."""
 
 SYNTHESIS_CONVS_REGEX = r"^synthesis/convs_\d+/"
 """The EWC parameter set S of the official Adapt-then-Unlearn code (spec §3.2), as a regex for
@@ -336,7 +341,9 @@ class Generator(nn.Module):
   """StyleGAN2 generator G: z (N, style_dim) -> images (N, resolution, resolution, img_channels).
 
   ``mapping`` (f) and ``synthesis`` (g) are submodules, reachable with
-  ``apply(..., method=lambda m, z: m.mapping(z))`` (e.g. for path-length regularisation).
+  ``apply(..., method=lambda m, z: m.mapping(z))`` (e.g. for path-length regularisation and
+  style mixing). ``pl_mean`` (``batch_stats``) is the path-length running mean ā; G's output does
+  not depend on it.
   """
   resolution: int = 32
   img_channels: int = 1
@@ -350,6 +357,7 @@ class Generator(nn.Module):
     self.mapping = MappingNetwork(self.style_dim, self.n_mlp, self.lr_mlp)
     self.synthesis = SynthesisNetwork(self.resolution, self.img_channels, self.channel_multiplier,
                                       self.channel_max)
+    self.pl_mean = self.variable("batch_stats", PL_MEAN, jnp.zeros, (), jnp.float32)
 
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
     """G(z) = g(f(z)) with the same w at every layer; ``train`` has no effect (interface only)."""

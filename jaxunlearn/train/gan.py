@@ -8,6 +8,7 @@ effects, so it can be jitted, sharded over a mesh and composed in research code.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -27,7 +28,8 @@ class GANState(struct.PyTreeNode):
 
   Attributes:
     step: int32 scalar, completed training steps.
-    g_params / g_batch_stats: generator parameters θ_G and BatchNorm running statistics.
+    g_params / g_batch_stats: generator parameters θ_G and its non-trained variables (the
+      DCGAN's BatchNorm running statistics; StyleGAN2's fixed noise maps and path-length mean ā).
     g_ema_params: exponential moving average of θ_G (equal to g_params when EMA is off).
     d_params: discriminator parameters φ.
     g_opt_state / d_opt_state: optax states.
@@ -117,6 +119,16 @@ def d_update(state: GANState, loss_fn: Callable[[PyTree], tuple[jax.Array, dict[
   return state.replace(d_params=d_params, d_opt_state=d_opt_state), metrics
 
 
+def d_adversarial_loss(d_params: PyTree, *, real: jax.Array, fake: jax.Array, gan: GAN
+                       ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """L_D(φ) on real (B, H, W, C) and fake (B', H, W, C) images, and its metrics d_loss, d_real,
+  d_fake (the mean logits)."""
+  real_logits = gan.d_logits(d_params, real)
+  fake_logits = gan.d_logits(d_params, fake)
+  loss = losses.discriminator_loss(real_logits, fake_logits)
+  return loss, {"d_loss": loss, "d_real": jnp.mean(real_logits), "d_fake": jnp.mean(fake_logits)}
+
+
 def d_step(state: GANState, real: jax.Array, rng: jax.Array, *, gan: GAN
            ) -> tuple[GANState, dict[str, jax.Array]]:
   """One discriminator update on L_D (+ γ/2·R1) with a fresh fake batch of ``len(real)``.
@@ -127,15 +139,33 @@ def d_step(state: GANState, real: jax.Array, rng: jax.Array, *, gan: GAN
     rng: a key for this step.
   """
   fake = generated_constants(state, rng, real.shape[0], gan=gan)
+  return d_update(state, functools.partial(d_adversarial_loss, real=real, fake=fake, gan=gan),
+                  gan=gan, r1_images=real)
 
-  def loss_fn(d_params):
-    real_logits = gan.d_logits(d_params, real)
-    fake_logits = gan.d_logits(d_params, fake)
-    loss = losses.discriminator_loss(real_logits, fake_logits)
-    return loss, {"d_loss": loss, "d_real": jnp.mean(real_logits),
-                  "d_fake": jnp.mean(fake_logits)}
 
-  return d_update(state, loss_fn, gan=gan, r1_images=real)
+def g_update(state: GANState,
+             loss_fn: Callable[[PyTree], tuple[jax.Array, tuple[PyTree, dict[str, jax.Array]]]],
+             *, gan: GAN) -> tuple[GANState, dict[str, jax.Array]]:
+  """One optimizer update of G on ``loss_fn(g_params) -> (loss, (g_batch_stats, metrics))``.
+
+  G's parameters, optimizer state and ``g_batch_stats`` (those ``loss_fn`` returns) change; the
+  EMA does not (:func:`ema_update`).
+  """
+  grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.g_params)
+  updates, g_opt_state = gan.g_optimizer.update(grads, state.g_opt_state, state.g_params)
+  g_params = optax.apply_updates(state.g_params, updates)
+  return state.replace(g_params=g_params, g_batch_stats=batch_stats,
+                       g_opt_state=g_opt_state), metrics
+
+
+def ema_update(state: GANState, *, gan: GAN) -> GANState:
+  """θ_EMA ← β·θ_EMA + (1 − β)·θ_G with β = ``gan.ema_decay``; with β = 0, θ_EMA = θ_G."""
+  if gan.ema_decay > 0:
+    ema = jax.tree.map(lambda e, p: gan.ema_decay * e + (1.0 - gan.ema_decay) * p,
+                       state.g_ema_params, state.g_params)
+  else:
+    ema = state.g_params
+  return state.replace(g_ema_params=ema)
 
 
 def g_step(state: GANState, batch_size: int, rng: jax.Array, *, gan: GAN,
@@ -158,17 +188,8 @@ def g_step(state: GANState, batch_size: int, rng: jax.Array, *, gan: GAN,
     total = adversarial + reg
     return total, (batch_stats, {**reg_metrics, "g_loss": adversarial, "g_total": total})
 
-  (_, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
-  updates, g_opt_state = gan.g_optimizer.update(grads, state.g_opt_state, state.g_params)
-  g_params = optax.apply_updates(state.g_params, updates)
-  if gan.ema_decay > 0:
-    ema = jax.tree.map(lambda e, p: gan.ema_decay * e + (1.0 - gan.ema_decay) * p,
-                       state.g_ema_params, g_params)
-  else:
-    ema = g_params
-  new_state = state.replace(g_params=g_params, g_batch_stats=batch_stats, g_ema_params=ema,
-                            g_opt_state=g_opt_state)
-  return new_state, metrics
+  state, metrics = g_update(state, loss_fn, gan=gan)
+  return ema_update(state, gan=gan), metrics
 
 
 def train_step(state: GANState, real: jax.Array, rng: jax.Array, *, gan: GAN
@@ -177,6 +198,19 @@ def train_step(state: GANState, real: jax.Array, rng: jax.Array, *, gan: GAN
   state, d_metrics = d_step(state, real, jax.random.fold_in(rng, 0), gan=gan)
   state, g_metrics = g_step(state, real.shape[0], jax.random.fold_in(rng, 1), gan=gan)
   return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
+
+
+def make_train_step(config, gan: GAN
+                    ) -> Callable[[GANState, jax.Array, jax.Array], tuple[GANState, dict]]:
+  """The training step of ``config.model``: ``step(state, real, rng) -> (state, metrics)``.
+
+  'stylegan2': :func:`jaxunlearn.train.stylegan2.train_step` (lazy R1, path length, style
+  mixing; settings from ``config.stylegan2_reg``); any other model: :func:`train_step`.
+  """
+  if config.model == "stylegan2":
+    from jaxunlearn.train import stylegan2  # pylint: disable=g-import-not-at-top
+    return stylegan2.make_train_step(config, gan)
+  return functools.partial(train_step, gan=gan)
 
 
 def make_gan(config) -> GAN:

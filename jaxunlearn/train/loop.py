@@ -34,7 +34,7 @@ from jaxunlearn.data.splits import ForgetSet, Splits
 from jaxunlearn.errors import NonFiniteError, UserInputError
 from jaxunlearn.train import gan as gan_lib
 
-ARCH_KEYS = ("model", "dataset", "latent_dim", "dcgan")
+ARCH_KEYS = ("model", "dataset", "latent_dim")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +60,11 @@ def prepare_data(config, data_dir: str | None, seed: int, forget_spec: str | Non
 
 
 def architecture(config) -> dict[str, Any]:
-  """The config fields that fix the parameter shapes (stored in every checkpoint)."""
+  """The config fields that fix the networks (stored in every checkpoint): :data:`ARCH_KEYS` and
+  the model's own sub-config, ``config.dcgan`` or ``config.stylegan2`` (named by ``config.model``).
+  """
   return {k: (config[k].to_dict() if hasattr(config[k], "to_dict") else config[k])
-          for k in ARCH_KEYS}
+          for k in (*ARCH_KEYS, config.model)}
 
 
 def nonfinite_quantities(metrics: dict[str, float]) -> list[str]:
@@ -88,13 +90,14 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, see
   batches = EpochBatches(len(data.train_indices), config.batch_size, seed)
   total_steps = (config.num_steps if config.num_steps > 0
                  else config.num_epochs * batches.steps_per_epoch)
+  gan = gan_lib.make_gan(config)
+  train_step = gan_lib.make_train_step(config, gan)  # validates the model's training settings
   workdir = runs.prepare_workdir(workdir)
   finished = runs.finished_results(workdir)
   if finished is not None:
     return finished
   runs.write_config(workdir, config, {**(flags or {}), "seed": seed, "forget": forget_spec})
 
-  gan = gan_lib.make_gan(config)
   image_shape = (32, 32, data.dataset.channels)
   rep = parallel.replicated(mesh)
   init_fn = jax.jit(functools.partial(gan.init, image_shape=image_shape), out_shardings=rep)
@@ -118,8 +121,7 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str | None = None, see
     raise UserInputError(f"nonfinite_policy={config.nonfinite_policy!r}; valid: 'stop', 'skip'")
   skip_nonfinite = config.nonfinite_policy == "skip"
   # Skipping a bad step needs the state from before it, so the state is then not donated.
-  step_fn = parallel.jit_step(functools.partial(gan_lib.train_step, gan=gan), mesh,
-                              donate_state=not skip_nonfinite)
+  step_fn = parallel.jit_step(train_step, mesh, donate_state=not skip_nonfinite)
   base_key = jax.random.key(seed)
   grid_z = latents_lib.latent_bank("grid", config.latent_dim)
   generate = sampling.make_generate_fn(gan.generate, mesh)
