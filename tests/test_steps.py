@@ -67,6 +67,21 @@ def test_ema_follows_parameters():
   assert not np.allclose(jax.tree.leaves(new.g_params)[0], jax.tree.leaves(state.g_params)[0])
 
 
+def test_running_statistics_follow_the_ema_generator():
+  """Inference samples pair θ_EMA with the running BatchNorm statistics: those must be G_EMA's."""
+  gan, state = _tiny_gan(ema_decay=0.5)
+  new, _ = gan_lib.g_step(state, 4, jax.random.key(3), gan=gan)
+  z = gan.sample_latents(jax.random.key(3), 4)  # the step's z
+  _, of_ema = gan.generate_train(new.g_ema_params, state.g_batch_stats, z)
+  _, of_raw = gan.generate_train(new.g_params, state.g_batch_stats, z)
+  chex.assert_trees_all_close(new.g_batch_stats, of_ema, rtol=1e-5, atol=1e-7)
+  assert not np.allclose(jax.tree.leaves(of_raw)[0], jax.tree.leaves(of_ema)[0])
+  no_ema, plain = _tiny_gan(ema_decay=0.0)
+  new, _ = gan_lib.g_step(plain, 4, jax.random.key(3), gan=no_ema)
+  _, of_g = no_ema.generate_train(plain.g_params, plain.g_batch_stats, z)  # without EMA: G's own
+  chex.assert_trees_all_close(new.g_batch_stats, of_g, rtol=1e-5, atol=1e-7)
+
+
 def test_d_step_lowers_the_discriminator_loss_on_a_fixed_batch():
   gan, state = _tiny_gan()
   real = jnp.ones((16, 32, 32, 1)) * 0.8

@@ -176,8 +176,14 @@ def g_step(state: GANState, batch_size: int, rng: jax.Array, *, gan: GAN,
   ``regularizer(g_params) -> (R, metrics)``, if given, is added to the loss: the update minimises
   L_G + R (e.g. an EWC penalty or a repulsion term). ``g_loss`` stays the adversarial part L_G;
   the metrics then also hold ``g_total`` = L_G + R and the regularizer's own metrics.
+
+  The running BatchNorm statistics serve inference-mode sampling, which uses θ_EMA: with the EMA on
+  they are updated from a forward pass of the *EMA* generator on the same z (training-mode passes
+  normalise by batch statistics and never read them). Statistics of θ_G paired with the weights
+  θ_EMA gave blurred, collapsed samples (classifier-feature FID 358 against 151 without EMA).
   """
   z = gan.sample_latents(rng, batch_size)
+  stats_before = state.g_batch_stats
 
   def loss_fn(g_params):
     fake, batch_stats = gan.generate_train(g_params, state.g_batch_stats, z)
@@ -189,7 +195,11 @@ def g_step(state: GANState, batch_size: int, rng: jax.Array, *, gan: GAN,
     return total, (batch_stats, {**reg_metrics, "g_loss": adversarial, "g_total": total})
 
   state, metrics = g_update(state, loss_fn, gan=gan)
-  return ema_update(state, gan=gan), metrics
+  state = ema_update(state, gan=gan)
+  if gan.ema_decay > 0:
+    _, ema_stats = gan.generate_train(state.g_ema_params, stats_before, z)
+    state = state.replace(g_batch_stats=ema_stats)
+  return state, metrics
 
 
 def train_step(state: GANState, real: jax.Array, rng: jax.Array, *, gan: GAN
