@@ -12,7 +12,7 @@ def test_equivalence_suite_on_8_devices():
   proc = run_module("pytest", "-q", "-p", "no:cacheprovider", "tests/multidevice",
                     env=EIGHT_DEVICES, check=False, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-  assert "7 passed" in proc.stdout
+  assert "8 passed" in proc.stdout
 
 
 def test_train_gan_smoke_on_8_devices(tmp_path, data_dir):

@@ -1,7 +1,8 @@
 """Run under 8 fake CPU devices (see tests/test_parallel.py): N devices == 1 device.
 
 Every jitted step kind of the project runs here on a 1-device and an 8-device mesh with the same
-global batch and keys, and must give the same state and metrics: GAN training, classifier training,
+global batch and keys, and must give the same state and metrics: GAN training (DCGAN, and
+StyleGAN2 with its lazy regularizers), classifier training,
 the cascaded D-unlearning and G steps, Adapt-then-Unlearn's Stage 1 (EWC) and Stage 2 (repulsion)
 steps and its Fisher, sampling and classifier feature extraction.
 """
@@ -77,6 +78,16 @@ def test_train_steps_on_8_devices_equal_1_device():
   _, history = _assert_8_equals_1(functools.partial(gan_lib.train_step, gan=gan), state,
                                   _batches(3))
   assert {"d_loss", "g_loss"} <= set(history[0])
+
+
+def test_stylegan2_train_step_with_lazy_regularizers_on_8_devices_equals_1_device():
+  """Steps 0 and 1 of the smoke config: plain, then lazy R1 + path length (every 2 steps)."""
+  from experiments.configs import mnist_stylegan2  # pylint: disable=g-import-not-at-top
+  config = mnist_stylegan2.get_config("smoke")
+  gan = gan_lib.make_gan(config)
+  state = gan.init(jax.random.key(0), IMAGE_SHAPE)
+  _, history = _assert_8_equals_1(gan_lib.make_train_step(config, gan), state, _batches(2))
+  assert history[0]["r1"] == 0 and history[1]["r1"] > 0 and history[1]["pl_penalty"] != 0
 
 
 def test_classifier_train_step_on_8_devices_equals_1_device():
