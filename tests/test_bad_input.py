@@ -32,6 +32,8 @@ EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
 TABLE = [
     ("unknown dataset", GAN, [GAN_SMOKE, "--config.dataset=svhn"],
      "unknown dataset 'svhn'; valid datasets: mnist, cifar10", None),
+    ("unknown model", GAN, [GAN_SMOKE, "--config.model=biggan"],
+     "unknown model 'biggan'; valid: 'dcgan', 'stylegan2'", None),
     ("classifier: unknown dataset", CLF, [CLF_SMOKE, "--config.dataset=svhn"],
      "unknown dataset 'svhn'", None),
     ("missing data file", GAN, [GAN_SMOKE, "--data_dir={no_data}"], "not found", None),

@@ -18,6 +18,7 @@ import optax
 from flax import struct
 
 from jaxunlearn import losses
+from jaxunlearn.errors import UserInputError
 from jaxunlearn.parallel import constrain_batch
 
 PyTree = Any
@@ -243,7 +244,7 @@ def make_gan(config) -> GAN:
                                     style_dim=config.latent_dim, n_mlp=sg.n_mlp, **widths)
     discriminator = stylegan2.Discriminator(mbstd=sg.mbstd, **widths)
   else:
-    raise ValueError(f"unknown model {config.model!r}; valid: 'dcgan', 'stylegan2'")
+    raise UserInputError(f"unknown model {config.model!r}; valid: 'dcgan', 'stylegan2'")
   opt = config.optimizer
   make_tx = lambda: optax.adam(opt.learning_rate, b1=opt.b1, b2=opt.b2)
   return GAN(generator=generator, discriminator=discriminator,
