@@ -19,6 +19,11 @@ def get_config(variant: str = ""):
   c.cs_splits = 10           # classifier score: mean ± std over splits
   c.prdc = ml_collections.ConfigDict({"k_pr": 3, "k_dc": 5})
   c.mia = ml_collections.ConfigDict({"num_threshold": 2000, "seed": 0})
+  # MIA-G (optional; item unlearning): L_rec(x) = min_z ‖G(z) − x‖² by Adam on z from `restarts`
+  # N(0, I) starts (seeded per image by `seed`), `steps` steps of `learning_rate`; `batch_size`
+  # images per batch. lr 0.1: 0.01 had not converged in 300 steps on generated images.
+  c.mia_g = ml_collections.ConfigDict({"enabled": False, "restarts": 5, "steps": 300,
+                                       "learning_rate": 0.1, "batch_size": 256, "seed": 0})
   c.downstream = ml_collections.ConfigDict({
       "enabled": True, "num_samples": 20_000, "num_test": -1, "num_epochs": 10,
       "batch_size": 128, "seed": 1, "upper_bound": True, "shift": 0, "flip": False, "eval_batch_size": 500,
@@ -26,7 +31,10 @@ def get_config(variant: str = ""):
                     "weight_decay": 0.0, "schedule": "constant"}})
   # Cached real features; "": $JAXUNLEARN_CACHE_DIR, else <workdir>/../.stats_cache.
   c.stats_cache_dir = ""
-  c.inception_weights = ""   # local Inception-v3 weights for FID (Inception): not implemented
+  # Optional FID (Inception) (evaluation.md §3): a local copy of pytorch-fid's
+  # pt_inception-2015-12-05-6726825d.pth (read with torch, an optional dependency; never
+  # downloaded). "": off, the report card is unchanged.
+  c.inception_weights = ""
   c.num_devices = -1
   c.smoke = False
   if variant == "smoke":
@@ -36,6 +44,9 @@ def get_config(variant: str = ""):
     c.batch_size = 128
     c.cs_splits = 4
     c.mia.num_threshold = 200
+    c.mia_g.restarts = 2
+    c.mia_g.steps = 20
+    c.mia_g.batch_size = 128
     c.downstream.num_samples = 256
     c.downstream.num_test = 1000
     c.downstream.num_epochs = 1

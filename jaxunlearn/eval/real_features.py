@@ -1,6 +1,7 @@
 """Cached classifier features of real image sets (evaluation.md §2 "Reference statistics").
 
-The features (and predicted labels) of a real set under a classifier are computed once and
+The features (and predicted labels) of a real set under a classifier (or another feature
+extractor with its interface, e.g. the FID Inception of eval/inception.py) are computed once and
 stored as ``<dataset>_<split>_<class filter>_<classifier id>_<hash>.npz`` in a cache folder;
 the hash covers the dataset fingerprint, split, filter, the exact image indices and the
 classifier's parameter hash, so a different set or a retrained classifier never reuses an
@@ -13,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from typing import Protocol
 
 import numpy as np
 from jax.sharding import Mesh
@@ -30,19 +32,31 @@ def default_cache_dir(workdir: str) -> str:
       os.path.dirname(os.path.abspath(workdir)), ".stats_cache")
 
 
+class FeatureExtractor(Protocol):
+  """A :class:`TrainedClassifier`, or any network with its ``meta`` and ``predict``.
+
+  ``meta`` needs ``id`` and ``params_hash``; ``predict`` returns at least 'features' (N, d) and
+  'labels' (N,).
+  """
+  meta: dict
+
+  def predict(self, images, mesh: Mesh, batch_size: int = 500) -> dict[str, np.ndarray]:
+    ...
+
+
 @dataclasses.dataclass(frozen=True)
 class RealFeatures:
   """Classifier outputs on a real image set."""
   key: str
   features: np.ndarray   # (N, d) float32 penultimate features
-  predicted: np.ndarray  # (N,) int32 argmax labels
+  predicted: np.ndarray  # (N,) int32 argmax labels (-1 from an extractor without classes)
   stats: FeatureStats    # float64 μ, Σ of the features
   cached: bool           # True when read from the cache
 
 
 def real_features(dataset: ImageDataset, split: str, class_filter: str, indices: np.ndarray,
-                  classifier: TrainedClassifier, mesh: Mesh, *, cache_dir: str | None,
-                  batch_size: int = 500) -> RealFeatures:
+                  classifier: TrainedClassifier | FeatureExtractor, mesh: Mesh, *,
+                  cache_dir: str | None, batch_size: int = 500) -> RealFeatures:
   """Features of ``dataset.<split>_images[indices]``, from the cache when present.
 
   Args:

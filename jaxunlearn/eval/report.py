@@ -16,7 +16,12 @@ Protocols (N = ``config.num_samples``, 10,000 by default; fewer is flagged ``smo
 * Floors: real-vs-real (retained training images against the reference), G_R(Z_eval) vs
   G_R(Z_ref), the classifier floor of the class share and the real-data downstream bound.
 * Class metrics are n/a for item unlearning, MIA is n/a for class unlearning, PUL needs G0.
-* MIA-G (generator reconstruction, optional in the spec) is not implemented: its column is n/a.
+* FID (Inception) (optional, evaluation.md §3): with ``config.inception_weights`` set, Table B
+  gains a column "FID (Inception)" (pool3 of pytorch-fid's FID Inception-v3 at 299×299, same
+  samples and real reference; its floor is real-vs-real) and a note stating the different
+  architecture and resolution. Without it the card is unchanged.
+* MIA-G (generator reconstruction, optional in the spec) runs with ``config.mia_g.enabled``
+  (item unlearning, every row): scores −L_rec on the MIA sets; otherwise its column is n/a.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ QUALITY_COLUMNS = (
     ("recall", "recall ↑", "{:.3f}"), ("density", "density", "{:.3f}"),
     ("coverage", "coverage ↑", "{:.3f}"), ("cs", "CS", "{:.3f}"),
     ("downstream_acc_pct", "downstream acc % ↑", "{:.2f}"))
+# Appended to Table B only when config.inception_weights names a file.
+FID_INCEPTION_COLUMN = ("fid_inception", "FID (Inception) ↓", "{:.3f}")
 EFFICIENCY_COLUMNS = (
     ("model", "model", "{}"), ("steps", "steps", "{}"), ("image_passes", "image-passes", "{}"),
     ("wall_time_s", "wall time s", "{:.1f}"), ("compile_s", "compile s", "{:.1f}"),
@@ -83,7 +90,7 @@ ROW_LABELS = {"original": "Original G0/D0", "retrained": "Retrained G_R/D_R (gol
 def validate_config(config, mesh: Mesh) -> None:
   """Refuses an evaluation config that cannot run, before anything is computed."""
   if config.inception_weights:
-    inception.check_inception_weights(config.inception_weights)
+    inception.load_inception(config.inception_weights)  # reads and checks the file (cached)
   if not max(config.prdc.k_pr, config.prdc.k_dc) < config.num_samples <= FULL_NUM_SAMPLES:
     raise UserInputError(f"num_samples={config.num_samples}; valid: "
                          f"{max(config.prdc.k_pr, config.prdc.k_dc) + 1}..{FULL_NUM_SAMPLES} "
@@ -91,6 +98,7 @@ def validate_config(config, mesh: Mesh) -> None:
   if not 1 <= config.cs_splits <= config.num_samples:
     raise UserInputError(f"cs_splits={config.cs_splits}; valid: 1..num_samples")
   parallel.check_batch_size(config.batch_size, mesh)
+  membership.check_mia_g_config(config.mia_g, mesh)
   if config.downstream.enabled:
     downstream_lib.downstream_latents(1, config.downstream.num_samples)
     parallel.check_batch_size(config.downstream.batch_size, mesh, "downstream.batch_size")
@@ -142,6 +150,7 @@ class _Row:
   trained: TrainedGAN
   results: dict[str, Any]
   outputs: dict[str, np.ndarray] | None = None  # eval-classifier outputs on G(Z_eval)
+  inception_features: np.ndarray | None = None  # pool3 of G(Z_eval) (FID (Inception) only)
 
 
 def evaluate_gan(trained_gan: TrainedGAN, *, eval_classifier: TrainedClassifier,
@@ -175,6 +184,8 @@ def evaluate_gan(trained_gan: TrainedGAN, *, eval_classifier: TrainedClassifier,
   z_eval = latents_lib.latent_bank("eval", dim)[:n]
   z_ref = latents_lib.latent_bank("ref", dim)[:n]
   predict = lambda images: eval_classifier.predict(images, mesh, bs)
+  network = (inception.load_inception(config.inception_weights) if config.inception_weights
+             else None)
 
   # Rows: the model under test is the original itself when it is a plain train_gan run.
   model_results = _results_of(trained_gan) if model_results is None else model_results
@@ -194,7 +205,10 @@ def evaluate_gan(trained_gan: TrainedGAN, *, eval_classifier: TrainedClassifier,
   rows = sorted(rows + [model_row], key=lambda r: ("original", "retrained", "model").index(r.key))
   by_key = {row.key: row for row in rows}
   for row in rows:
-    row.outputs = predict(_samples(row.trained, z_eval, mesh, bs))
+    images = _samples(row.trained, z_eval, mesh, bs)
+    row.outputs = predict(images)
+    if network is not None:
+      row.inception_features = network.predict(images, mesh, bs)["features"]
 
   # Real reference and the real-vs-real floor.
   filter_name = "without-" + "-".join(map(str, classes)) if class_mode else "all"
@@ -209,12 +223,18 @@ def evaluate_gan(trained_gan: TrainedGAN, *, eval_classifier: TrainedClassifier,
                                       mesh, cache_dir=cache_dir, batch_size=bs)
   eps_used = []
 
-  def fid(gen, ref) -> float:
-    result = fid_classifier(gen, ref)
+  def fid(gen, ref, measure=fid_classifier, key="fid_classifier") -> float:
+    result = measure(gen, ref)
     eps_used.append(result["fid_eps_used"])
-    return result["fid_classifier"]
+    return result[key]
 
   real_vs_real = fid(floor_real.stats, real.stats)
+  if network is not None:
+    fid_inception = functools.partial(fid, measure=inception.fid_inception, key="fid_inception")
+    inception_real, inception_floor = (
+        real_lib.real_features(dataset, split, name, idx, network, mesh, cache_dir=cache_dir,
+                               batch_size=bs)
+        for split, name, idx in (("test", filter_name, ref_idx), ("train", "retained", floor_idx)))
   ret_stats = None
   ret_floor = None
   if reference is not None:
@@ -245,10 +265,12 @@ def evaluate_gan(trained_gan: TrainedGAN, *, eval_classifier: TrainedClassifier,
                                                   for c in classes)
     if item_mode:
       report = membership.membership_inference(row.trained, mia_sets, dataset, mesh,
-                                               batch_size=bs, seed=config.mia.seed)
+                                               batch_size=bs, seed=config.mia.seed,
+                                               mia_g=config.mia_g)
       eff.update(mia_d_auc=report["auc"], mia_d_bal_acc=report["balanced_accuracy"],
                  mia_d_tpr_at_1pct_fpr=report["tpr_at_1pct_fpr"],
-                 mia_l_bal_acc=report["loss_balanced_accuracy"])
+                 mia_l_bal_acc=report["loss_balanced_accuracy"],
+                 mia_g_auc=report["mia_g"]["auc"] if "mia_g" in report else None)
       detail["mia"] = report
     effectiveness.append(eff)
 
@@ -258,6 +280,8 @@ def evaluate_gan(trained_gan: TrainedGAN, *, eval_classifier: TrainedClassifier,
     ret_fid = fid(out["features"], ret_stats) if ret_stats is not None else None
     quality.append({"model": row.label, "fid_clf": fid(out["features"], real.stats),
                     "ret_fid_clf": ret_fid, **prdc, "cs": cs_mean, "downstream_acc_pct": None})
+    if network is not None:
+      quality[-1]["fid_inception"] = fid_inception(row.inception_features, inception_real.stats)
     detail["cs_std"] = cs_std
     details[row.key] = detail
 
@@ -283,6 +307,15 @@ def evaluate_gan(trained_gan: TrainedGAN, *, eval_classifier: TrainedClassifier,
                   "precision": None, "recall": None, "density": None, "coverage": None,
                   "cs": None,
                   "downstream_acc_pct": 100.0 * upper_bound["accuracy"] if upper_bound else None})
+  quality_columns = QUALITY_COLUMNS
+  if network is not None:
+    quality[-1]["fid_inception"] = fid_inception(inception_floor.stats, inception_real.stats)
+    quality_columns += (FID_INCEPTION_COLUMN,)
+    details["fid_inception"] = {
+        **network.meta, "real_vs_real": quality[-1]["fid_inception"],
+        "reference_cache_key": inception_real.key, "reference_from_cache": inception_real.cached,
+        "real_floor_cache_key": inception_floor.key,
+        "real_floor_from_cache": inception_floor.cached}
 
   # Efficiency (from the runs' results): T_R / T_U.
   efficiency = _efficiency(by_key.get("retrained"), model_row)
@@ -317,12 +350,23 @@ def evaluate_gan(trained_gan: TrainedGAN, *, eval_classifier: TrainedClassifier,
 
   header = _header(trained_gan, model_row, eval_classifier, dataset, forget, ref_idx, class_mode,
                    config, flags, experiment, seed)
-  notes = ["MIA-G (generator reconstruction, optional) is not implemented; its column reads n/a.",
+  mia_g = config.mia_g
+  mia_g_note = (f"MIA-G: score −L_rec(x), L_rec = min_z ‖G(z) − x‖²/pixels (EMA G), Adam lr "
+                f"{mia_g.learning_rate}, {mia_g.steps} steps, {mia_g.restarts} restarts from "
+                "N(0, I)." if mia_g.enabled and item_mode
+                else "MIA-G (generator reconstruction, optional) was not run; its column is n/a.")
+  notes = [mia_g_note,
            "FID-clf uses the eval classifier's penultimate features; it is not Inception FID."]
+  if network is not None:
+    notes.append("FID (Inception) is pytorch-fid's FID Inception-v3 (ImageNet weights, pool3 "
+                 "features, d = 2048) on the 32×32 images upsampled bilinearly to 299×299 "
+                 "(grayscale replicated to RGB): a different architecture and resolution from "
+                 "FID-clf, and not comparable with Inception FID of native-resolution images. "
+                 "Its Floors cell is real-vs-real.")
   return {
       "header": header,
       "effectiveness": _table(EFFECTIVENESS_COLUMNS, effectiveness),
-      "quality": _table(QUALITY_COLUMNS, quality),
+      "quality": _table(quality_columns, quality),
       "efficiency": _table(EFFICIENCY_COLUMNS, efficiency),
       "details": details,
       "notes": notes,
@@ -444,6 +488,8 @@ def render_markdown(card: dict[str, Any]) -> str:
                                  ("Table B — intrinsic quality and downstream", "quality",
                                   QUALITY_COLUMNS),
                                  ("Table C — efficiency", "efficiency", EFFICIENCY_COLUMNS)):
+    if any(c["key"] == FID_INCEPTION_COLUMN[0] for c in card[section]["columns"]):
+      columns += (FID_INCEPTION_COLUMN,)
     lines += ["", f"## {name}", "", "| " + " | ".join(t for _, t, _ in columns) + " |",
               "|" + "---|" * len(columns)]
     for row in card[section]["rows"]:

@@ -14,8 +14,12 @@ from jaxunlearn import parallel
 from jaxunlearn.data import load_dataset
 from jaxunlearn.errors import UserInputError
 from jaxunlearn.eval import classifiers, inception, real_features, report
+from jaxunlearn.eval.fid import FeatureStats
+from jaxunlearn.latents import latent_bank
 from jaxunlearn.train import pretrained
 from jaxunlearn.train.loop import prepare_data
+from random_inception import random_variables
+from third_party import fid_inception
 
 SMOKE = "--config=experiments/configs/evaluate.py:smoke"
 
@@ -192,16 +196,58 @@ def test_default_cache_dir(tmp_path, monkeypatch):
   assert real_features.default_cache_dir(str(tmp_path / "w")) == "/somewhere"
 
 
-def test_inception_fid_refuses_clearly(tmp_path):
-  with pytest.raises(UserInputError, match="needs a locally supplied Inception-v3 weights file"):
-    inception.check_inception_weights("")
+def test_inception_weights_are_checked_before_anything_runs(tmp_path):
+  config, mesh = evaluate_config.get_config("smoke"), parallel.make_mesh()
+  config.inception_weights = str(tmp_path / "missing.pth")
   with pytest.raises(UserInputError, match="does not exist"):
-    inception.check_inception_weights(str(tmp_path / "missing.pth"))
+    report.validate_config(config, mesh)
   weights = tmp_path / "pt_inception.pth"
   weights.write_bytes(b"x")
-  with pytest.raises(UserInputError, match="not implemented"):
-    inception.check_inception_weights(str(weights))
-  config = evaluate_config.get_config("smoke")
   config.inception_weights = str(weights)
-  with pytest.raises(UserInputError, match="not implemented"):
-    report.validate_config(config, parallel.make_mesh())
+  with pytest.raises(UserInputError, match="not a readable PyTorch state dict|pip install torch"):
+    report.validate_config(config, mesh)
+
+
+def test_fid_inception_column_when_weights_are_given(smoke_gan, smoke_classifier, data_dir,
+                                                     tmp_path, monkeypatch):
+  # Stand-ins: one reads the file (the importer is tested in test_inception.py), the other
+  # replaces the 2048-d Fréchet distance (seconds of eigh) by ‖μ₁ − μ₂‖², enough to check that
+  # each cell gets the right features.
+  monkeypatch.setattr(fid_inception, "load_fid_inception", lambda path: random_variables())
+  mean = lambda f: f.mu if isinstance(f, FeatureStats) else np.mean(f, axis=0, dtype=np.float64)
+  monkeypatch.setattr(inception, "fid_inception", lambda gen, real: {
+      "fid_inception": float(np.sum((mean(gen) - mean(real)) ** 2)), "fid_eps_used": False})
+  weights, cache = tmp_path / "pt_inception.pth", tmp_path / "cache"
+  weights.write_bytes(b"stand-in")
+  mesh = parallel.make_mesh()
+  model = pretrained.load_gan(smoke_gan, mesh)
+  config = evaluate_config.get_config("smoke")
+  config.num_samples = config.num_real = config.num_real_floor = config.batch_size = 4
+  config.prdc.k_pr = config.prdc.k_dc = config.cs_splits = 2
+  config.downstream.enabled = False
+  config.inception_weights = str(weights)
+  card = report.evaluate_gan(model, eval_classifier=classifiers.load_classifier(smoke_classifier),
+                             data=prepare_data(model.config, data_dir, 0, None), forget=None,
+                             config=config, mesh=mesh, cache_dir=str(cache))
+  assert _keys(card["quality"]) == [k for k, _, _ in report.QUALITY_COLUMNS] + ["fid_inception"]
+  quality = {r["model"]: r for r in card["quality"]["rows"]}
+  assert list(quality) == ["Original G0/D0", "Floors"]
+  info = card["details"]["fid_inception"]
+  assert info["id"] == "fid_inception_v3" and info["resolution"] == 299
+  features = {}
+  for key in ("reference_cache_key", "real_floor_cache_key"):
+    with np.load(cache / f"{info[key]}.npz") as f:
+      features[key] = f["features"]
+  reference = features["reference_cache_key"]
+  assert reference.shape == (4, 2048) and not np.allclose(features["real_floor_cache_key"],
+                                                          reference)
+  distance = lambda gen: float(np.sum((mean(gen) - mean(reference)) ** 2))
+  assert quality["Floors"]["fid_inception"] == pytest.approx(
+      distance(features["real_floor_cache_key"]), rel=1e-6)
+  samples = report._samples(model, latent_bank("eval", model.gan.latent_dim)[:4], mesh, 4)
+  network = inception.load_inception(str(weights))
+  assert quality["Original G0/D0"]["fid_inception"] == pytest.approx(
+      distance(network.predict(samples, mesh, 4)["features"]), rel=1e-5)
+  assert any("different architecture and resolution" in note and "299×299" in note
+             for note in card["notes"])
+  assert "| FID (Inception) ↓ |" in report.render_markdown(card)
