@@ -464,7 +464,14 @@ def _header(trained: TrainedGAN, row: _Row, classifier: TrainedClassifier, datas
   }
 
 
-def _cell(value: Any, fmt: str) -> str:
+def _cell(value: Any, fmt: str, n_seeds: int | None = None) -> str:
+  """One cell: "n/a" for None, a number in its column's format, or a cell aggregated over seeds
+  (jaxunlearn/eval/aggregate.py) as "mean ± std", with "(k seeds)" when k is not ``n_seeds``."""
+  if isinstance(value, dict) and "mean" in value:
+    text = _statistic(value["mean"], fmt)
+    if value["std"] is not None:
+      text += f" ± {_statistic(value['std'], fmt)}"
+    return text if value["n_seeds"] == n_seeds else f"{text} ({value['n_seeds']} seeds)"
   if value is None:
     return "n/a"
   if isinstance(value, float) and fmt == "{}":
@@ -475,14 +482,23 @@ def _cell(value: Any, fmt: str) -> str:
     return str(value)
 
 
+def _statistic(value: float, fmt: str) -> str:
+  """A mean or std over seeds; in count columns (format "{}") an integer or one decimal."""
+  if fmt == "{}":
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+  return _cell(value, fmt)
+
+
 def render_markdown(card: dict[str, Any]) -> str:
-  """report_card.md from report_card.json (the JSON is the source of truth)."""
+  """report_card.md from report_card.json (the JSON is the source of truth); also renders a
+  card aggregated over seeds (jaxunlearn/eval/aggregate.py)."""
   header = card["header"]
+  n_seeds = header.get("n_seeds")
   lines = ["# Report card", "", "| field | value |", "|---|---|"]
   for key, title in HEADER_FIELDS:
     value = header.get(key)
     if isinstance(value, list):
-      value = ", ".join(value) or "none"
+      value = ", ".join(map(str, value)) or "none"
     lines.append(f"| {title} | {value if value not in (None, '') else '—'} |")
   for name, section, columns in (("Table A — effectiveness", "effectiveness", EFFECTIVENESS_COLUMNS),
                                  ("Table B — intrinsic quality and downstream", "quality",
@@ -493,12 +509,13 @@ def render_markdown(card: dict[str, Any]) -> str:
     lines += ["", f"## {name}", "", "| " + " | ".join(t for _, t, _ in columns) + " |",
               "|" + "---|" * len(columns)]
     for row in card[section]["rows"]:
-      lines.append("| " + " | ".join(_cell(row.get(k), f) for k, _, f in columns) + " |")
+      lines.append("| " + " | ".join(_cell(row.get(k), f, n_seeds) for k, _, f in columns) + " |")
   floors = card.get("details", {}).get("floors", {})
   notes = list(card.get("notes", []))
   if floors.get("classifier_floor_share_pct") is not None:
     notes.insert(0, "Classifier floor of the class share (real test images of other classes "
-                 f"assigned to the forgotten class): {floors['classifier_floor_share_pct']:.2f} %.")
+                 "assigned to the forgotten class): "
+                 f"{_cell(floors['classifier_floor_share_pct'], '{:.2f}', n_seeds)} %.")
   lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
   return "\n".join(lines) + "\n"
 
