@@ -67,4 +67,4 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.classifier.widths = (4, 8, 16)
     c.atu.num_adapted = 2
     return c
-  raise ValueError(f"unknown variant {variant!r}; valid: '', 'spec', 'smoke'")
+  raise ValueError(f"unknown variant {variant!r}; valid: '', 'fastcpu', 'spec', 'smoke'")
