@@ -3,11 +3,24 @@
 Variants:
   (default) the spec's DCGAN defaults: K = 5, 2,000 Stage-1 and 3,000 Stage-2 iterations;
   cpu       a CPU-sized run: K = 2, 300 + 600 iterations, 2,000 positives, λ = 50;
+  stylegan2_cpu  the official StyleGAN2 recipe (§3.4, §4.5) cut to this CPU: EWC on the synthesis
+            convolutions, Adam 0.0016 with betas (0, 0.99^0.8), batch 16, K = 2, 300 + 1,000
+            iterations, EMA decay 0.99 (the official 0.99778 would leave a 300-step stage's EMA
+            weights half-way between θ_G and the trained weights), λ from the Fisher scale of our
+            channel-capped MNIST StyleGAN2 (see the variant);
   smoke     seconds, for tests.
 The flags --repulsion and --num_adapted override repulsion.kind and adapt.num_models.
 """
 
 import ml_collections
+
+from jaxunlearn.models import stylegan2
+
+# λ for the stylegan2_cpu variant: the DCGAN's working λ·F̄ (50 × 5.5e-4 ≈ 0.0275, see `cpu`) at the
+# mean Fisher of the synthesis convolutions of our MNIST StyleGAN2 (channel cap 32, 1,643 steps,
+# minibatch-stddev D): F̄ = 2.7e-4, so λ = 0.0275 / 2.7e-4 ≈ 100. The official 5e8 was set for
+# rosinality's 512-channel model and would pin this one to θ_G.
+LAM_STYLEGAN2_CPU = 100.0
 
 EXTRAPOLATION_SCALES = tuple(round(-0.1 * i, 1) for i in range(20)) + tuple(
     round(0.1 * i, 1) for i in range(1, 11))  # {0, −0.1, …, −1.9} ∪ {0.1, …, 1.0}
@@ -59,6 +72,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.unlearn.num_steps = 600
     c.unlearn.checkpoint_every = 100
     return c
+  if variant == "stylegan2_cpu":
+    adam = dict(learning_rate=0.0016, b1=0.0, b2=0.99 ** 0.8, batch_size=16, ema_decay=0.99)
+    c.adapt.update(dict(num_models=2, num_steps=300, checkpoint_every=100, **adam))
+    c.ewc.param_filter = stylegan2.SYNTHESIS_CONVS_REGEX
+    c.ewc.lam = LAM_STYLEGAN2_CPU
+    c.feedback.n_pos = 2000
+    c.unlearn.update(dict(num_steps=1000, checkpoint_every=100, **adam))
+    return c
   if variant == "smoke":
     c.sample_batch_size = 64
     c.feedback.update(dict(n_neg=16, n_pos=64, batch_size=64))
@@ -70,4 +91,4 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.selection.num_val = 256
     c.extrapolation.scales = (0.0, -0.5, -1.0, 0.5)
     return c
-  raise ValueError(f"unknown variant {variant!r}; valid: '', 'cpu', 'smoke'")
+  raise ValueError(f"unknown variant {variant!r}; valid: '', 'cpu', 'stylegan2_cpu', 'smoke'")
