@@ -31,6 +31,7 @@ from flax import struct
 from jax.sharding import Mesh
 
 from jaxunlearn import parallel
+from jaxunlearn.batching import padded_batches
 
 Variables = Any
 # generate(variables, z) -> images: (N, latent_dim) -> (N, H, W, C), per-sample (inference mode).
@@ -134,7 +135,6 @@ def make_reconstruction_fn(generate: Generate, mesh: Mesh, *, latent_dim: int, r
   split: it seeds the image's starts) and a key; batches of ``batch_size`` (rounded up to a
   multiple of the data axis; the last one zero-padded and cut).
   """
-  num_devices = parallel.data_size(mesh)
   reconstruct = make_reconstruct(generate, mesh, steps=steps, learning_rate=learning_rate)
   latents = parallel.MeshJitted(jax.jit(
       lambda key, ids: initial_latents(key, ids, restarts, latent_dim)), mesh)
@@ -145,16 +145,9 @@ def make_reconstruction_fn(generate: Generate, mesh: Mesh, *, latent_dim: int, r
     if len(images) == 0 or len(images) != len(ids) or batch_size < 1:
       raise ValueError(f"need N > 0 images with N ids and batch_size >= 1; got {len(images)} "
                        f"images, {len(ids)} ids, batch_size={batch_size}")
-    size = -(-min(batch_size, len(images)) // num_devices) * num_devices
+    batches = padded_batches(mesh, (images, ids), batch_size)
     variables = parallel.replicate(mesh, variables)
-    out = []
-    for start in range(0, len(images), size):
-      x, i = images[start:start + size], ids[start:start + size]
-      n = len(x)
-      x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
-      i = np.concatenate([i, np.zeros(size - n, i.dtype)])
-      x, i = parallel.shard_batch(mesh, (x, i))
-      out.append(np.asarray(reconstruct(variables, x, latents(key, i)))[:n])
-    return np.concatenate(out)
+    return np.concatenate([np.asarray(reconstruct(variables, x, latents(key, i)))[:n]
+                           for (x, i), n in batches])
 
   return run
