@@ -79,6 +79,9 @@ EFFICIENCY_COLUMNS = (
     ("model", "model", "{}"), ("steps", "steps", "{}"), ("image_passes", "image-passes", "{}"),
     ("wall_time_s", "wall time s", "{:.1f}"), ("compile_s", "compile s", "{:.1f}"),
     ("speedup", "speed-up T_R/T_U", "{:.2f}"), ("speedup_incl_compile", "incl. compile", "{:.2f}"))
+# Cell format of every column key (the tables store only keys and titles).
+COLUMN_FORMATS = {key: fmt for key, _, fmt in (EFFECTIVENESS_COLUMNS + QUALITY_COLUMNS
+                                               + (FID_INCEPTION_COLUMN,) + EFFICIENCY_COLUMNS)}
 HEADER_FIELDS = (
     ("experiment", "experiment"), ("method", "method"), ("variant", "variant"), ("task", "task"),
     ("data", "data"), ("model", "model"), ("evaluation_classifier", "evaluation classifier"),
@@ -500,12 +503,10 @@ def render_markdown(card: dict[str, Any]) -> str:
     if isinstance(value, list):
       value = ", ".join(map(str, value)) or "none"
     lines.append(f"| {title} | {value if value not in (None, '') else '—'} |")
-  for name, section, columns in (("Table A — effectiveness", "effectiveness", EFFECTIVENESS_COLUMNS),
-                                 ("Table B — intrinsic quality and downstream", "quality",
-                                  QUALITY_COLUMNS),
-                                 ("Table C — efficiency", "efficiency", EFFICIENCY_COLUMNS)):
-    if any(c["key"] == FID_INCEPTION_COLUMN[0] for c in card[section]["columns"]):
-      columns += (FID_INCEPTION_COLUMN,)
+  for name, section in (("Table A — effectiveness", "effectiveness"),
+                        ("Table B — intrinsic quality and downstream", "quality"),
+                        ("Table C — efficiency", "efficiency")):
+    columns = [(c["key"], c["title"], COLUMN_FORMATS[c["key"]]) for c in card[section]["columns"]]
     lines += ["", f"## {name}", "", "| " + " | ".join(t for _, t, _ in columns) + " |",
               "|" + "---|" * len(columns)]
     for row in card[section]["rows"]:
