@@ -13,7 +13,7 @@ import tempfile
 from absl import flags
 
 from experiments import common
-from experiments.benchmarks import suite
+from experiments.benchmarks import end_to_end, suite
 from jaxunlearn import runs
 
 FLAGS = flags.FLAGS
@@ -29,12 +29,19 @@ def _write_text_atomic(path: str, text: str) -> None:
 
 def main():
   suite.check_config(FLAGS.config)
+  end_to_end.check_config(FLAGS.config.end_to_end)
   suite.configure_backend(FLAGS.config)
   workdir = runs.prepare_workdir(FLAGS.workdir)
   runs.write_config(workdir, FLAGS.config, common.standard_flags())
   results = suite.run(FLAGS.config, notice=runs.notice)
+  text = suite.markdown(results)
+  if FLAGS.config.end_to_end.pretrained:
+    results["end_to_end"] = end_to_end.run(FLAGS.config.end_to_end, workdir,
+                                           data_dir=FLAGS.data_dir, seed=FLAGS.seed,
+                                           notice=runs.notice)
+    text += "\n".join(end_to_end.markdown(results["end_to_end"])) + "\n"
   runs.write_results(workdir, results)
-  _write_text_atomic(os.path.join(workdir, "benchmark.md"), suite.markdown(results))
+  _write_text_atomic(os.path.join(workdir, "benchmark.md"), text)
   runs.notice(f"wrote {os.path.join(workdir, 'benchmark.md')}")
 
 

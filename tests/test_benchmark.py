@@ -1,6 +1,7 @@
 """experiments.benchmark end to end (smoke config): the report's structure, never a speed.
 
-The run splits the CPU into two JAX devices (``--config.cpu_devices=2``: the data-parallel rows run
+The smoke run includes the end-to-end section (unlearning vs retraining whole runs) on the session's
+smoke GAN and stub classifier. The run splits the CPU into two JAX devices (``--config.cpu_devices=2``: the data-parallel rows run
 on a real 2-device mesh) and passes XLA's backend optimisation level 0 through
 ``--config.xla_flags`` (it halves compile times); the numbers it reports are not used.
 """
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import pytest
 
 from conftest import run_module
-from experiments.benchmarks import kinds, suite
+from experiments.benchmarks import end_to_end, kinds, suite
 from experiments.configs import benchmark as benchmark_config
 from jaxunlearn.benchmarking import Case, measure, prepare
 from jaxunlearn.errors import UserInputError
@@ -26,10 +27,12 @@ O0 = "--xla_backend_optimization_level=0"
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def smoke_run(tmp_path_factory, smoke_gan, stub_classifier):
   workdir = str(tmp_path_factory.mktemp("benchmark"))
   run_module("experiments.benchmark", "--config=experiments/configs/benchmark.py:smoke",
-             f"--workdir={workdir}", "--config.cpu_devices=2", f"--config.xla_flags={O0}")
+             f"--workdir={workdir}", "--config.cpu_devices=2", f"--config.xla_flags={O0}",
+             f"--config.end_to_end.pretrained={smoke_gan}",
+             f"--config.end_to_end.feedback_classifier={stub_classifier}")
   with open(os.path.join(workdir, "results.json")) as f:
     return workdir, json.load(f)
 
@@ -77,6 +80,57 @@ def test_peer_scaling_and_files(smoke_run):
   assert "## gan_train_step on several devices" in table
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["config"]["batch_sizes"] == [8]
+
+
+def _read(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def test_end_to_end_rows_come_from_the_sub_runs(smoke_run):
+  workdir, results = smoke_run
+  section = results["end_to_end"]
+  assert [(r["method"], r["forget"]) for r in section["rows"]] == [
+      ("cascaded", "class:8"), ("cascaded", "items:8")]
+  for row in section["rows"]:
+    retrain, unlearn = row["retrain"], row["unlearn"]
+    sub = _read(os.path.join(retrain["workdir"], "results.json"))
+    assert sub["forget"] == row["forget"] and sub["steps"] == retrain["measured_steps"] == 2
+    assert retrain["extrapolated"] and retrain["steps"] > 2
+    assert retrain["retrain_s"] == pytest.approx(sub["timing"]["train_s"] * retrain["steps"] / 2)
+    assert retrain["image_passes"] == retrain["steps"] * 2 * sub["batch_size"]
+    (unlearn_dir,) = [os.path.join(workdir, "end_to_end", d)
+                      for d in os.listdir(os.path.join(workdir, "end_to_end"))
+                      if d.startswith("cascaded_" + row["forget"].replace(":", "_"))]
+    cascade = _read(os.path.join(unlearn_dir, "results.json"))
+    assert unlearn["unlearn_s_repeats"] == [cascade["timing"]["unlearn_s"]]
+    assert unlearn["steps"] == cascade["timing"]["steps"] and unlearn["reused"] == [False]
+    assert row["speedup"] == pytest.approx(retrain["retrain_s"] / unlearn["unlearn_s"])
+    assert row["step_ratio"] == pytest.approx(retrain["steps"] / unlearn["steps"])
+    quality = unlearn["quality"]
+    assert (quality["original"], quality["unlearned"]) == (cascade["stop"]["original"],
+                                                           cascade["stop"]["statistic"])
+  with open(os.path.join(workdir, "benchmark.md")) as f:
+    table = f.read()
+  assert "whole runs (same process, spec §9)" in table
+  assert "| cascaded | class:8 |" in table and "2 of " in table and "(extrapolated)" in table
+
+
+def test_median_repeat():
+  repeats = [{"timing": {"unlearn_s": t}, "i": i} for i, t in enumerate((5.0, 1.0, 3.0))]
+  assert end_to_end.median_repeat(repeats)["i"] == 2
+  assert end_to_end.median_repeat(repeats[:2])["i"] == 0  # upper median of two
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("methods", "cascaded,nope", "nope"), ("forget", " , ", "empty"), ("repeats", 0, "repeats"),
+    ("feedback_classifier", "/no/such/dir", "feedback_classifier")])
+def test_bad_end_to_end_settings_are_refused(tmp_path, field, value, message):
+  config = benchmark_config.get_config("smoke").end_to_end
+  config.pretrained = config.feedback_classifier = str(tmp_path)
+  config[field] = value
+  with pytest.raises(UserInputError, match=message):
+    end_to_end.check_config(config)
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -9,13 +9,18 @@ Variants:
             dots) and the CPU split into one JAX device per core;
   smoke     seconds on 2 CPU cores: tiny widths, one batch size, 2 timed calls (tests).
 
+  End to end (unlearning vs retraining from scratch, whole runs in the same process; spec §9): set
+  --config.end_to_end.pretrained=ORIGINAL_WORKDIR --config.end_to_end.feedback_classifier=CLF_WORKDIR
+  (any variant; see experiments/benchmarks/end_to_end.py). Retraining runs the original's recipe in
+  full unless --config.end_to_end.retrain_steps=N (then extrapolated, and the table says so).
+
   python -m experiments.benchmark --workdir=W --config=experiments/configs/benchmark.py \
       [--config.batch_sizes=64,128] [--config.kinds=gan_train_step]
 """
 
 import ml_collections
 
-from experiments.configs import mnist_dcgan, mnist_stylegan2
+from experiments.configs import adapt_then_unlearn, cascaded_unlearning, mnist_dcgan, mnist_stylegan2
 
 
 # XLA:CPU computes convolutions and dots with oneDNN instead of YNNPACK (benchmarks/NOTES.md).
@@ -43,6 +48,16 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.torch_threads = -1            # torch.set_num_threads; -1 = os.cpu_count()
   c.classifier = ml_collections.ConfigDict({"model": "lenet", "widths": (32, 64, 128)})
   c.atu = ml_collections.ConfigDict({"num_adapted": 5, "ewc_lam": 5e8, "repulsion": "el2"})
+  c.end_to_end = ml_collections.ConfigDict()
+  c.end_to_end.pretrained = ""          # train_gan workdir of the original; "" skips the section
+  c.end_to_end.feedback_classifier = ""  # train_classifier workdir (stop rule, substitutes, PUL)
+  c.end_to_end.forget = "class:8,items:64,items:256,items:1024"  # forget SPECs, comma-separated
+  c.end_to_end.methods = "cascaded,adapt_then_unlearn"
+  c.end_to_end.repeats = 3              # T_U = median of this many unlearning runs (spec §9)
+  c.end_to_end.retrain_steps = 0        # 0: the whole retraining recipe; N: N steps, extrapolated
+  c.end_to_end.cascaded = cascaded_unlearning.get_config()
+  c.end_to_end.adapt_then_unlearn = adapt_then_unlearn.get_config("cpu")  # the README's MNIST run:
+  c.end_to_end.adapt_then_unlearn.adapt.num_models = 2                     # K = 2, EL2
   if variant == "":
     return c
   if variant == "fastcpu":
@@ -66,5 +81,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.scaling_batch_size = 8
     c.classifier.widths = (4, 8, 16)
     c.atu.num_adapted = 2
+    c.end_to_end.forget = "class:8,items:8"
+    c.end_to_end.methods = "cascaded"
+    c.end_to_end.repeats = 1
+    c.end_to_end.retrain_steps = 2
+    c.end_to_end.cascaded = cascaded_unlearning.get_config("smoke")
+    c.end_to_end.adapt_then_unlearn = adapt_then_unlearn.get_config("smoke")
     return c
   raise ValueError(f"unknown variant {variant!r}; valid: '', 'fastcpu', 'spec', 'smoke'")
