@@ -124,6 +124,7 @@ def test_median_repeat():
 
 @pytest.mark.parametrize("field, value, message", [
     ("methods", "cascaded,nope", "nope"), ("forget", " , ", "empty"), ("repeats", 0, "repeats"),
+    ("adapt_then_unlearn_repeats", 0, "adapt_then_unlearn_repeats"),
     ("feedback_classifier", "/no/such/dir", "feedback_classifier")])
 def test_bad_end_to_end_settings_are_refused(tmp_path, field, value, message):
   config = benchmark_config.get_config("smoke").end_to_end

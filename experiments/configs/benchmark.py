@@ -54,6 +54,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.end_to_end.forget = "class:8,items:64,items:256,items:1024"  # forget SPECs, comma-separated
   c.end_to_end.methods = "cascaded,adapt_then_unlearn"
   c.end_to_end.repeats = 3              # T_U = median of this many unlearning runs (spec §9)
+  c.end_to_end.adapt_then_unlearn_repeats = 1  # its runs take minutes on a CPU; no repeat rule
   c.end_to_end.retrain_steps = 0        # 0: the whole retraining recipe; N: N steps, extrapolated
   c.end_to_end.cascaded = cascaded_unlearning.get_config()
   c.end_to_end.adapt_then_unlearn = adapt_then_unlearn.get_config("cpu")  # the README's MNIST run:
