@@ -105,6 +105,7 @@ def test_end_to_end_rows_come_from_the_sub_runs(smoke_run):
     cascade = _read(os.path.join(unlearn_dir, "results.json"))
     assert unlearn["unlearn_s_repeats"] == [cascade["timing"]["unlearn_s"]]
     assert unlearn["steps"] == cascade["timing"]["steps"] and unlearn["reused"] == [False]
+    assert row["reference"] is None and cascade["reference"] is None  # G_R only from a whole retrain
     assert row["speedup"] == pytest.approx(retrain["retrain_s"] / unlearn["unlearn_s"])
     assert row["step_ratio"] == pytest.approx(retrain["steps"] / unlearn["steps"])
     quality = unlearn["quality"]

@@ -16,6 +16,9 @@ For every forget SPEC of ``config.forget`` and every method of ``config.methods`
   stopping statistic before and after (cascaded: the feedback classifier's share of the forgotten
   class, or D's membership AUC on D_u against H_cal; Adapt-then-Unlearn: PUL on Z_val and its
   selection FID). The report card (experiments.evaluate) remains the full evaluation.
+* When retraining ran the whole recipe (``retrain_steps`` = 0), its model is G_R: the cascade gets it
+  as ``--reference`` (stop rule at the retrained level, spec §6), and experiments.evaluate can use it
+  as the retrained twin of the report card.
 
 Adapt-then-Unlearn removes classes only; item SPECs are listed as skipped for it. Sub-runs live in
 ``WORKDIR/end_to_end/<name>``; a rerun reuses a finished sub-run with its recorded times (so an
@@ -91,25 +94,27 @@ def _retrain(config, workdir: str, spec: str, data_dir: str | None, seed: int) -
           "num_train_images": int(len(data.train_indices))}
 
 
-def _cascaded(config, workdir: str, spec: str, data_dir: str | None, seed: int) -> dict[str, Any]:
+def _cascaded(config, workdir: str, spec: str, data_dir: str | None, seed: int,
+              reference: str | None) -> dict[str, Any]:
   results = cascaded.unlearn(config.cascaded, workdir, pretrained=config.pretrained,
                              forget_spec=spec, feedback_classifier=config.feedback_classifier,
-                             data_dir=data_dir, seed=seed)
+                             reference=reference, data_dir=data_dir, seed=seed)
   stop = results["stop"]
   name = "forgotten share (feedback clf)" if results["mode"] == "class" else "MIA AUC_cal (D logit)"
   return {"timing": results["timing"], "quality": {
       "statistic": name, "original": stop["original"], "unlearned": stop["statistic"],
-      "stop_met": stop["met"], "flags": results["flags"]}}
+      "retrained": stop["reference"], "stop_met": stop["met"], "flags": results["flags"]}}
 
 
-def _adapt_then_unlearn(config, workdir: str, spec: str, data_dir: str | None, seed: int
-                        ) -> dict[str, Any]:
-  del data_dir  # the method sees no training data
+def _adapt_then_unlearn(config, workdir: str, spec: str, data_dir: str | None, seed: int,
+                        reference: str | None) -> dict[str, Any]:
+  del data_dir, reference  # the method sees no training data and no retrained model
   results = atu_experiment.run_experiment(config.adapt_then_unlearn, workdir,
                                           pretrained=config.pretrained, forget=spec,
                                           feedback_classifier=config.feedback_classifier, seed=seed)
   return {"timing": results["timing"], "quality": {
       "statistic": "PUL_val % (feedback clf)", "original": 0.0, "unlearned": results["pul_val"],
+      "retrained": None,
       "selection_fid": results["fid_sel_val"], "flags": results["flags"]}}
 
 
@@ -123,15 +128,15 @@ def median_repeat(repeats: list[dict[str, Any]]) -> dict[str, Any]:
   return repeats[order[len(order) // 2]]
 
 
-def _unlearn_repeats(config, method: str, root: str, spec: str, data_dir: str | None, seed: int
-                     ) -> dict[str, Any]:
+def _unlearn_repeats(config, method: str, root: str, spec: str, data_dir: str | None, seed: int,
+                     reference: str | None) -> dict[str, Any]:
   """Runs ``method`` ``config.repeats`` times; T_U and C_U are the median repeat's."""
   repeats = []
   count = config.adapt_then_unlearn_repeats if method == "adapt_then_unlearn" else config.repeats
   for r in range(count):
     workdir = os.path.join(root, f"{method}_{_slug(spec)}_r{r}")
     reused = os.path.isfile(os.path.join(workdir, runs.RESULTS_FILE))
-    out = _RUNNERS[method](config, workdir, spec, data_dir, seed)
+    out = _RUNNERS[method](config, workdir, spec, data_dir, seed, reference)
     repeats.append({**out, "workdir": workdir, "reused": reused})
   median = median_repeat(repeats)
   return {"unlearn_s": median["timing"]["unlearn_s"], "compile_s": median["timing"]["compile_s"],
@@ -158,9 +163,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None
         skipped.append({"method": method, "forget": spec, "reason": "class SPECs only"})
         continue
       notice(f"end to end, {spec}: {method} x {config.repeats}")
-      unlearn = _unlearn_repeats(config, method, root, spec, data_dir, seed)
+      # A whole retraining is the retrained model G_R: the cascade's stop rule then uses its level.
+      reference = None if retrain["extrapolated"] else retrain["workdir"]
+      unlearn = _unlearn_repeats(config, method, root, spec, data_dir, seed, reference)
       rows.append({
           "method": method, "forget": spec, "retrain": retrain, "unlearn": unlearn,
+          "reference": reference if method == "cascaded" else None,
           "speedup": retrain["retrain_s"] / unlearn["unlearn_s"],
           "speedup_with_compile": (retrain["retrain_s"] + retrain["compile_s"])
                                   / (unlearn["unlearn_s"] + unlearn["compile_s"]),
@@ -182,8 +190,8 @@ def markdown(section: dict[str, Any]) -> list[str]:
               if any(r["retrain"]["extrapolated"] for r in section["rows"]) else
               "T_R: the whole retraining recipe, measured."), "",
            "| method | forget | T_R s | measured | C_R s | T_U s (repeats) | C_U s | T_R / T_U | "
-           "(T_R+C_R) / (T_U+C_U) | steps R / U | quality: statistic | original | unlearned |",
-           "|---|---|---:|---|---:|---|---:|---:|---:|---|---|---:|---:|"]
+           "(T_R+C_R) / (T_U+C_U) | steps R / U | quality: statistic | original | retrained | unlearned |",
+           "|---|---|---:|---|---:|---|---:|---:|---:|---|---|---:|---:|---:|"]
   for r in section["rows"]:
     rt, un, q = r["retrain"], r["unlearn"], r["unlearn"]["quality"]
     measured = (f"{rt['measured_steps']} of {rt['steps']} steps (extrapolated)" if rt["extrapolated"]
@@ -193,10 +201,11 @@ def markdown(section: dict[str, Any]) -> list[str]:
         f"| {r['method']} | {r['forget']} | {rt['retrain_s']:.1f} | {measured} | "
         f"{rt['compile_s']:.1f} | {un['unlearn_s']:.1f} ({reps}) | {un['compile_s']:.1f} | "
         f"{r['speedup']:.1f}x | {r['speedup_with_compile']:.1f}x | {rt['steps']} / {un['steps']} | "
-        f"{q['statistic']} | {q['original']:.4g} | {q['unlearned']:.4g} |")
+        f"{q['statistic']} | {q['original']:.4g} | "
+        f"{'–' if q['retrained'] is None else format(q['retrained'], '.4g')} | {q['unlearned']:.4g} |")
   for s in section["skipped"]:
     lines.append(f"| {s['method']} | {s['forget']} | – | – | – | – | – | – | – | – | skipped: "
-                 f"{s['reason']} | – | – |")
+                 f"{s['reason']} | – | – | – |")
   if any(any(r["unlearn"]["reused"]) for r in section["rows"]):
     lines += ["", "Some unlearning repeats were reused from an earlier, interrupted benchmark run "
               "(results.json 'reused'); their times come from that run."]
