@@ -155,3 +155,14 @@ def test_measure_threads_donated_state_and_alternates():
   # 1 warm-up + 2 rounds × (1 settling + 2 timed) calls, each adding 1 to the threaded state.
   assert float(runner.args[0][0]) == 7.0
   assert calls == ["other"] * 7
+
+
+def test_retraining_recipe_fills_fields_the_original_predates(tmp_path):
+  stored = {"model": "dcgan", "latent_dim": 100, "dataset": "mnist", "num_epochs": 3,
+            "dcgan": {"g_width": 32}, "optimizer": {"learning_rate": 1e-3}}
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump({"config": stored}, f)
+  recipe = end_to_end.retraining_recipe(str(tmp_path))
+  assert recipe.num_epochs == 3 and recipe.dcgan.g_width == 32 and recipe.dcgan.d_width == 64
+  assert recipe.optimizer.learning_rate == 1e-3 and recipe.optimizer.b1 == 0.5
+  assert recipe.nonfinite_policy == "stop"  # absent from the stored config: today's default

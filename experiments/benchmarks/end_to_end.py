@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 import ml_collections
 
+from experiments.configs import gan_common
 from jaxunlearn import runs
 from jaxunlearn.data import EpochBatches
 from jaxunlearn.errors import UserInputError
@@ -75,9 +76,25 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise UserInputError(f"end_to_end.retrain_steps={config.retrain_steps} must be >= 0")
 
 
+def _merged(defaults: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+  """``stored`` over ``defaults``, nested dicts merged key by key."""
+  out = dict(defaults)
+  for key, value in stored.items():
+    both_dicts = isinstance(value, dict) and isinstance(out.get(key), dict)
+    out[key] = _merged(out[key], value) if both_dicts else value
+  return out
+
+
+def retraining_recipe(pretrained: str) -> ml_collections.ConfigDict:
+  """The original's training config (its config.json) over today's train_gan defaults, so that an
+  original trained before a field existed (say ``nonfinite_policy``) retrains with its default."""
+  stored = pretrained_lib.read_config(pretrained).to_dict()
+  return ml_collections.ConfigDict(_merged(gan_common.base_config().to_dict(), stored))
+
+
 def _retrain(config, workdir: str, spec: str, data_dir: str | None, seed: int) -> dict[str, Any]:
   """T_R and C_R of retraining on D_r with the original's recipe (extrapolated if configured)."""
-  recipe = pretrained_lib.read_config(config.pretrained)
+  recipe = retraining_recipe(config.pretrained)
   data = loop.prepare_data(recipe, data_dir, seed, spec)
   steps_per_epoch = EpochBatches(len(data.train_indices), recipe.batch_size, seed).steps_per_epoch
   full_steps = recipe.num_steps if recipe.num_steps > 0 else recipe.num_epochs * steps_per_epoch
