@@ -99,9 +99,8 @@ def _retrain(config, workdir: str, spec: str, data_dir: str | None, seed: int) -
   steps_per_epoch = EpochBatches(len(data.train_indices), recipe.batch_size, seed).steps_per_epoch
   full_steps = recipe.num_steps if recipe.num_steps > 0 else recipe.num_epochs * steps_per_epoch
   run_config = copy.deepcopy(recipe)
-  with run_config.unlocked():
-    run_config.num_steps = min(config.retrain_steps, full_steps) if config.retrain_steps else full_steps
-    run_config.grid_every = run_config.checkpoint_every = _NEVER
+  run_config.num_steps = min(config.retrain_steps, full_steps) if config.retrain_steps else full_steps
+  run_config.grid_every = run_config.checkpoint_every = _NEVER
   result = loop.train_and_evaluate(run_config, workdir, data_dir=data_dir, seed=seed,
                                    forget_spec=spec)
   measured = int(result["steps"])
@@ -146,10 +145,11 @@ def median_repeat(repeats: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _unlearn_repeats(config, method: str, root: str, spec: str, data_dir: str | None, seed: int,
-                     reference: str | None) -> dict[str, Any]:
+                     reference: str | None, notice: Callable[[str], None]) -> dict[str, Any]:
   """Runs ``method`` ``config.repeats`` times; T_U and C_U are the median repeat's."""
   repeats = []
   count = config.adapt_then_unlearn_repeats if method == "adapt_then_unlearn" else config.repeats
+  notice(f"end to end, {spec}: {method} x {count}")
   for r in range(count):
     workdir = os.path.join(root, f"{method}_{_slug(spec)}_r{r}")
     reused = os.path.isfile(os.path.join(workdir, runs.RESULTS_FILE))
@@ -179,10 +179,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None
       if method == "adapt_then_unlearn" and not spec.startswith("class"):
         skipped.append({"method": method, "forget": spec, "reason": "class SPECs only"})
         continue
-      notice(f"end to end, {spec}: {method} x {config.repeats}")
       # A whole retraining is the retrained model G_R: the cascade's stop rule then uses its level.
       reference = None if retrain["extrapolated"] else retrain["workdir"]
-      unlearn = _unlearn_repeats(config, method, root, spec, data_dir, seed, reference)
+      unlearn = _unlearn_repeats(config, method, root, spec, data_dir, seed, reference, notice)
       rows.append({
           "method": method, "forget": spec, "retrain": retrain, "unlearn": unlearn,
           "reference": reference if method == "cascaded" else None,
