@@ -5,6 +5,10 @@ r"""Step throughput: every jitted step kind, the PyTorch DCGAN peer, unlearning 
 
 Writes config.json, results.json (atomically, once) and benchmark.md to the workdir; see
 experiments/benchmarks/NOTES.md for how to read the numbers on a shared machine.
+
+With ``--config.end_to_end.pretrained=ORIGINAL --config.end_to_end.feedback_classifier=CLF`` the
+same run then retrains from scratch and runs each unlearning method as whole runs, per forget SPEC
+(experiments/benchmarks/end_to_end.py); their sub-workdirs are under WORKDIR/end_to_end.
 """
 
 import os
