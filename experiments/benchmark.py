@@ -35,6 +35,8 @@ def main():
   suite.check_config(FLAGS.config)
   end_to_end.check_config(FLAGS.config.end_to_end)
   suite.configure_backend(FLAGS.config)
+  if FLAGS.config.end_to_end.pretrained:
+    end_to_end.check_forget_specs(FLAGS.config.end_to_end, FLAGS.data_dir, FLAGS.seed)
   workdir = runs.prepare_workdir(FLAGS.workdir)
   runs.write_config(workdir, FLAGS.config, common.standard_flags())
   results = suite.run(FLAGS.config, notice=runs.notice)

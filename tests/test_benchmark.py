@@ -166,3 +166,11 @@ def test_retraining_recipe_fills_fields_the_original_predates(tmp_path):
   assert recipe.num_epochs == 3 and recipe.dcgan.g_width == 32 and recipe.dcgan.d_width == 64
   assert recipe.optimizer.learning_rate == 1e-3 and recipe.optimizer.b1 == 0.5
   assert recipe.nonfinite_policy == "stop"  # absent from the stored config: today's default
+
+
+def test_a_bad_forget_spec_is_refused_before_any_run(smoke_gan, data_dir):
+  config = benchmark_config.get_config("smoke").end_to_end
+  config.pretrained = smoke_gan
+  config.forget = "class:8,class:12"
+  with pytest.raises(UserInputError, match="12"):
+    end_to_end.check_forget_specs(config, data_dir, seed=0)

@@ -43,8 +43,8 @@ from jaxunlearn.train import loop
 from jaxunlearn.train import pretrained as pretrained_lib
 
 METHODS = ("cascaded", "adapt_then_unlearn")
-# Retraining writes no grids or checkpoints inside the measured steps (they are outside train_s
-# anyway); one checkpoint at the end keeps the sub-run resumable.
+# Retraining writes no grids and no periodic checkpoints (they are outside train_s anyway): its one
+# checkpoint, at the end, lets a rerun reuse the finished sub-run; a killed one restarts from step 0.
 _NEVER = 10**9
 
 
@@ -74,6 +74,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       raise UserInputError(f"end_to_end.{name}={config[name]} must be >= 1")
   if config.retrain_steps < 0:
     raise UserInputError(f"end_to_end.retrain_steps={config.retrain_steps} must be >= 0")
+
+
+def check_forget_specs(config: ml_collections.ConfigDict, data_dir: str | None, seed: int) -> None:
+  """Parses every forget SPEC against the original's training split, before any timing starts (a
+  bad SPEC late in the list would otherwise end the run after the earlier ones had run)."""
+  recipe = retraining_recipe(config.pretrained)
+  for spec in parse_list(config.forget, "forget"):
+    loop.prepare_data(recipe, data_dir, seed, spec)
 
 
 def _merged(defaults: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
