@@ -66,7 +66,11 @@ def test_peer_scaling_and_files(smoke_run):
   if peer["available"]:
     assert peer["parameters"]["jax"] == peer["parameters"]["torch"]
     assert [c["batch_size"] for c in peer["comparison"]] == [8]
-    assert peer["comparison"][0]["jax_devices"] == 2
+    comparison = peer["comparison"][0]
+    assert set(comparison["jax_median_ms_by_devices"]) == {"1", "2"}  # JSON object keys
+    best = comparison["jax_median_ms_by_devices"][str(comparison["jax_best_devices"])]
+    assert best == min(comparison["jax_median_ms_by_devices"].values())
+    assert comparison["torch_over_jax_best"] == pytest.approx(comparison["torch_median_ms"] / best)
     assert peer["torch_threads"] >= 1
     assert any(r["framework"] == "torch" for r in results["rows"])
   else:

@@ -4,7 +4,9 @@
 (:mod:`experiments.benchmarks.kinds`) on one device together with the PyTorch DCGAN
 (:mod:`experiments.benchmarks.torch_dcgan`), all in the same alternating rounds, so PyTorch/JAX
 and unlearning/retraining ratios come from one measurement under one load; then
-``gan_train_step`` on 1, 2, 4, 8 devices where they exist. It returns the results.json object;
+``gan_train_step`` on 1, 2, 4, 8 devices where they exist. ``gan_train_step`` is also timed beside
+the peer on every such mesh (and on all devices) that divides the batch, and the comparison names
+the fastest JAX mesh. It returns the results.json object;
 :func:`markdown` renders it as tables.
 """
 
@@ -25,7 +27,7 @@ from jaxunlearn.train import gan as gan_lib
 from jaxunlearn.train import loop
 
 PEER = "torch:gan_train_step"
-ALL_DEVICES = "gan_train_step:all_devices"
+MULTI_DEVICE = "gan_train_step@{}"  # gan_train_step on a mesh of the first n devices (n > 1)
 TIMING_METHOD = (
     "compile_s: lower + compile of the jitted step. Steady state: `warmup` untimed calls, then "
     "`iters` timed calls, each waited on with jax.block_until_ready (donated state threaded from "
@@ -166,20 +168,21 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
         skipped.append({"kind": kind, "batch_size": batch_size,
                         "reason": f"{type(e).__name__}: {e}"})
         notice(f"{kind}: skipped ({type(e).__name__}: {e})")
-    devices = jax.device_count()
-    if "gan_train_step" in runners and devices > 1 and batch_size % devices == 0:
-      runners[ALL_DEVICES] = bm.prepare(kinds_lib.KINDS["gan_train_step"].builder(
-          setup, batch_size, parallel.make_mesh(devices)))
+    meshes = _peer_device_counts(config, batch_size) if "gan_train_step" in runners else []
+    for n in meshes:
+      runners[MULTI_DEVICE.format(n)] = bm.prepare(kinds_lib.KINDS["gan_train_step"].builder(
+          setup, batch_size, parallel.make_mesh(n)))
     if "gan_train_step" in runners and peer.module is not None:
       runners[PEER] = peer.runner(batch_size)
     notice(f"B={batch_size}: timing {len(runners)} steps in {config.rounds} alternating rounds")
     timings = bm.measure(runners, warmup=config.warmup, iters=config.iters, rounds=config.rounds)
     group = {}
+    on_devices = {MULTI_DEVICE.format(n): n for n in meshes}
     for kind, run_ in runners.items():
       jitted = kind != PEER
       group[kind] = _row(kind if kind in kinds_lib.KINDS else "gan_train_step",
                          "jax" if jitted else "torch", batch_size, timings[kind],
-                         devices=devices if kind == ALL_DEVICES else 1,
+                         devices=on_devices.get(kind, 1),
                          compile_s=run_.compile_s if jitted else None,
                          flops=(run_ if jitted else runners["gan_train_step"]).flops,
                          xla_bytes=run_.xla_bytes if jitted else None)
@@ -194,15 +197,17 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
                          "torch_median_ms": t["median_ms"],
                          "torch_over_jax": t["median_ms"] / j["median_ms"],
                          "torch_over_jax_cpu_time": t["cpu_median_ms"] / j["cpu_median_ms"]})
-      if ALL_DEVICES in group:
-        comparison[-1].update(
-            jax_devices=devices, jax_all_devices_median_ms=group[ALL_DEVICES]["median_ms"],
-            torch_over_jax_all_devices=t["median_ms"] / group[ALL_DEVICES]["median_ms"])
-      notice(f"  PyTorch / JAX = {comparison[-1]['torch_over_jax']:.2f}")
+      by_devices = {1: j["median_ms"], **{n: group[MULTI_DEVICE.format(n)]["median_ms"]
+                                          for n in meshes}}
+      best = min(by_devices, key=by_devices.get)
+      comparison[-1].update(jax_median_ms_by_devices=by_devices, jax_best_devices=best,
+                            torch_over_jax_best=t["median_ms"] / by_devices[best])
+      notice(f"  PyTorch / JAX = {comparison[-1]['torch_over_jax']:.2f} (1 device), "
+             f"{comparison[-1]['torch_over_jax_best']:.2f} (best: {best} device(s))")
     if "gan_train_step" in runners:
       compiled_train[(1, batch_size)] = runners["gan_train_step"]
-    if ALL_DEVICES in runners:
-      compiled_train[(devices, batch_size)] = runners[ALL_DEVICES]
+    for n in meshes:
+      compiled_train[(n, batch_size)] = runners[MULTI_DEVICE.format(n)]
     del runners
   scaling = _scaling(config, setup, compiled_train, notice)
   peaks["end"] = bm.matmul_peak(config.matmul_size, iters=config.iters)
@@ -278,6 +283,14 @@ def _scaling(config: ml_collections.ConfigDict, setup: kinds_lib.Setup,
   return sorted(out, key=lambda r: r.get("devices", 1 << 30))
 
 
+def _peer_device_counts(config: ml_collections.ConfigDict, batch_size: int) -> list[int]:
+  """The device counts n > 1 of ``config.device_counts`` (and the count of all devices) on which
+  gan_train_step is also timed beside the peer: present, and dividing the batch."""
+  available = jax.device_count()
+  counts = {int(n) for n in config.device_counts} | {available}
+  return sorted(n for n in counts if 1 < n <= available and batch_size % n == 0)
+
+
 def _fmt(value: Any, spec: str) -> str:
   return "–" if value is None else format(value, spec)
 
@@ -319,14 +332,13 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [f"PyTorch {peer['torch_version']}, {peer['torch_threads']} threads; parameters "
               f"JAX {peer['parameters']['jax']}, PyTorch {peer['parameters']['torch']}.", "",
               "| batch | JAX ms | PyTorch ms | PyTorch / JAX (wall) | PyTorch / JAX (CPU time) "
-              "| JAX ms, all devices | PyTorch / JAX, all devices |",
+              "| JAX ms by devices | PyTorch / JAX, best JAX mesh |",
               "|---:|---:|---:|---:|---:|---:|---:|"]
     for c in peer["comparison"]:
+      by_devices = ", ".join(f"{n}: {ms:.1f}" for n, ms in c["jax_median_ms_by_devices"].items())
       lines.append(f"| {c['batch_size']} | {c['jax_median_ms']:.1f} | {c['torch_median_ms']:.1f} | "
                    f"{c['torch_over_jax']:.2f} | {c['torch_over_jax_cpu_time']:.2f} | "
-                   + (f"{c['jax_all_devices_median_ms']:.1f} ({c['jax_devices']} devices) | "
-                      if "jax_devices" in c else "– | ")
-                   + f"{_fmt(c.get('torch_over_jax_all_devices'), '.2f')} |")
+                   f"{by_devices} | {c['torch_over_jax_best']:.2f} ({c['jax_best_devices']}) |")
   if results["unlearn_vs_retrain"]:
     lines += ["", "## Unlearning step vs retraining step (same run, same batch size)", "",
               "| kind | batch | step ms | retrain kind | retrain step ms | ratio (wall) | "
