@@ -80,8 +80,9 @@ def check_forget_specs(config: ml_collections.ConfigDict, data_dir: str | None, 
   """Parses every forget SPEC against the original's training split, before any timing starts (a
   bad SPEC late in the list would otherwise end the run after the earlier ones had run)."""
   recipe = retraining_recipe(config.pretrained)
+  dataset = None  # loaded once, by the first SPEC
   for spec in parse_list(config.forget, "forget"):
-    loop.prepare_data(recipe, data_dir, seed, spec)
+    dataset = loop.prepare_data(recipe, data_dir, seed, spec, dataset).dataset
 
 
 def _merged(defaults: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
@@ -200,8 +201,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None
       notice(f"  T_R / T_U = {rows[-1]['speedup']:.1f}x ({method}, {spec})")
   return {"rows": rows, "skipped": skipped, "pretrained": os.path.abspath(config.pretrained),
           "feedback_classifier": os.path.abspath(config.feedback_classifier),
-          "repeats": config.repeats,
-          "adapt_then_unlearn_repeats": config.adapt_then_unlearn_repeats, "retrain_steps": config.retrain_steps,
+          "repeats": config.repeats, "retrain_steps": config.retrain_steps,
+          "adapt_then_unlearn_repeats": config.adapt_then_unlearn_repeats,
           "method": __doc__.split("\n\n", 2)[1]}
 
 

@@ -46,9 +46,11 @@ class TrainingData:
   train_indices: np.ndarray  # indices into dataset.train_* of the images this GAN trains on
 
 
-def prepare_data(config, data_dir: str | None, seed: int, forget_spec: str | None) -> TrainingData:
-  """Loads the dataset, holds out the non-member pool and applies the forget SPEC."""
-  dataset = load_dataset(config.dataset, data_dir, config.cifar10_variant)
+def prepare_data(config, data_dir: str | None, seed: int, forget_spec: str | None,
+                 dataset: ImageDataset | None = None) -> TrainingData:
+  """Loads the dataset (unless ``dataset``, loaded before from the same config, is given), holds
+  out the non-member pool and applies the forget SPEC."""
+  dataset = dataset or load_dataset(config.dataset, data_dir, config.cifar10_variant)
   splits = make_splits(dataset.train_labels, config.holdout_size, config.split_seed)
   forget = None
   positions = np.arange(len(splits.gan_train))
