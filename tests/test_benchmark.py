@@ -1,7 +1,8 @@
 """experiments.benchmark end to end (smoke config): the report's structure, never a speed.
 
 The smoke run includes the end-to-end section (unlearning vs retraining whole runs) on the session's
-smoke GAN and stub classifier. The run splits the CPU into two JAX devices (``--config.cpu_devices=2``: the data-parallel rows run
+smoke GAN and stub classifier. The run splits the CPU into two JAX devices
+(``--config.cpu_devices=2``: the data-parallel rows run
 on a real 2-device mesh) and passes XLA's backend optimisation level 0 through
 ``--config.xla_flags`` (it halves compile times); the numbers it reports are not used.
 """
@@ -17,6 +18,7 @@ from conftest import run_module
 from experiments.benchmarks import end_to_end, kinds, suite
 from experiments.configs import benchmark as benchmark_config
 from jaxunlearn.benchmarking import Case, measure, prepare
+from jaxunlearn import runs
 from jaxunlearn.errors import UserInputError
 
 ROW_KEYS = {"kind", "framework", "batch_size", "devices", "compile_s", "median_ms", "min_ms",
@@ -86,18 +88,13 @@ def test_peer_scaling_and_files(smoke_run):
     assert json.load(f)["config"]["batch_sizes"] == [8]
 
 
-def _read(path):
-  with open(path) as f:
-    return json.load(f)
-
-
 def test_end_to_end_rows_come_from_the_sub_runs(smoke_run):
   workdir, results = smoke_run
   section = results["end_to_end"]
   assert [(r["method"], r["forget"]) for r in section["rows"]] == [("cascaded", "class:8")]
   for row in section["rows"]:
     retrain, unlearn = row["retrain"], row["unlearn"]
-    sub = _read(os.path.join(retrain["workdir"], "results.json"))
+    sub = runs.read_json(os.path.join(retrain["workdir"], "results.json"))
     assert sub["forget"] == row["forget"] and sub["steps"] == retrain["measured_steps"] == 2
     assert retrain["extrapolated"] and retrain["steps"] > 2
     assert retrain["retrain_s"] == pytest.approx(sub["timing"]["train_s"] * retrain["steps"] / 2)
@@ -105,7 +102,7 @@ def test_end_to_end_rows_come_from_the_sub_runs(smoke_run):
     (unlearn_dir,) = [os.path.join(workdir, "end_to_end", d)
                       for d in os.listdir(os.path.join(workdir, "end_to_end"))
                       if d.startswith("cascaded_" + row["forget"].replace(":", "_"))]
-    cascade = _read(os.path.join(unlearn_dir, "results.json"))
+    cascade = runs.read_json(os.path.join(unlearn_dir, "results.json"))
     assert unlearn["unlearn_s_repeats"] == [cascade["timing"]["unlearn_s"]]
     assert unlearn["steps"] == cascade["timing"]["steps"] and unlearn["reused"] == [False]
     assert row["reference"] is None and cascade["reference"] is None  # G_R only from a whole retrain
