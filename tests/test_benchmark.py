@@ -39,6 +39,7 @@ def smoke_run(tmp_path_factory, smoke_gan, stub_classifier):
     return workdir, json.load(f)
 
 
+@pytest.mark.slow
 def test_a_row_per_kind_and_batch_size(smoke_run):
   _, results = smoke_run
   jax_rows = {(r["kind"], r["batch_size"]): r for r in results["rows"]
@@ -59,6 +60,7 @@ def test_a_row_per_kind_and_batch_size(smoke_run):
   assert results["unlearn_vs_retrain"] or not any(k.unlearning for k in kinds.KINDS.values())
 
 
+@pytest.mark.slow
 def test_peer_scaling_and_files(smoke_run):
   workdir, results = smoke_run
   peer = results["peer"]
@@ -88,6 +90,7 @@ def test_peer_scaling_and_files(smoke_run):
     assert json.load(f)["config"]["batch_sizes"] == [8]
 
 
+@pytest.mark.slow
 def test_end_to_end_rows_come_from_the_sub_runs(smoke_run):
   workdir, results = smoke_run
   section = results["end_to_end"]

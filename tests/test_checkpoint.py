@@ -30,6 +30,7 @@ def _truncate(path):
     f.truncate(os.path.getsize(path) // 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", [_flip_bytes, _truncate])
 def test_damaged_latest_checkpoint_falls_back_to_previous(tmp_path, data_dir, damage):
   workdir = str(tmp_path)
@@ -42,6 +43,7 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(tmp_path, data_dir, da
   assert os.path.exists(os.path.join(workdir, "results.json"))
 
 
+@pytest.mark.slow
 def test_all_checkpoints_damaged_is_refused(tmp_path, data_dir):
   workdir = str(tmp_path)
   run_module("experiments.train_gan", f"--workdir={workdir}", SMOKE)

@@ -3,13 +3,17 @@
 import json
 import os
 
+import pytest
+
 from conftest import run_module
+
+pytestmark = pytest.mark.slow
 
 EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
 
 
 def test_equivalence_suite_on_8_devices():
-  proc = run_module("pytest", "-q", "-p", "no:cacheprovider", "tests/multidevice",
+  proc = run_module("pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/multidevice",
                     env=EIGHT_DEVICES, check=False, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
   assert "8 passed" in proc.stdout

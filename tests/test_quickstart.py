@@ -3,10 +3,13 @@
 import json
 import os
 
+import pytest
+
 from conftest import run_module
 from experiments.configs import cascaded_unlearning
 
 
+@pytest.mark.slow
 def test_quickstart_smoke_writes_a_complete_report(tmp_path, data_dir):
   run_module("experiments.quickstart", f"--workdir={tmp_path}",
              "--config=experiments/configs/quickstart.py:smoke", timeout=900)

@@ -269,6 +269,7 @@ def _state(workdir):
           "g_ema_params": state.g_ema_params, "d_params": state.d_params}
 
 
+@pytest.mark.slow
 def test_train_gan_smoke_writes_results_and_resumes(sg2_gan, data_dir, tmp_path):
   files = set(os.listdir(sg2_gan))
   assert {"config.json", "metrics.jsonl", "results.json", "grid_final.png", "checkpoints"} <= files
@@ -305,6 +306,7 @@ def test_bad_regularizer_setting_stops_train_gan_before_writing(tmp_path, data_d
   assert not workdir.exists() or not os.listdir(workdir)
 
 
+@pytest.mark.slow
 def test_cascaded_unlearning_runs_on_stylegan2(sg2_gan, tmp_path):
   workdir = str(tmp_path / "cascaded")
   run_module("experiments.cascaded_unlearning", f"--pretrained={sg2_gan}", "--forget=items:7",
@@ -321,6 +323,7 @@ def test_cascaded_unlearning_runs_on_stylegan2(sg2_gan, tmp_path):
                          original.state.d_params[key[0]][key[1]])
 
 
+@pytest.mark.slow
 def test_adapt_then_unlearn_runs_on_stylegan2_with_the_official_ewc_set(sg2_gan, tmp_path):
   (tmp_path / "stub").mkdir()
   classifier = write_stub_classifier(str(tmp_path / "stub"), sg2_gan)
