@@ -25,17 +25,6 @@ def data_dir() -> str:
   return path
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-  """Puts the test files that hold a ``slow`` test first (each file's own order is kept).
-
-  The suite runs on two workers, a file at a time (pyproject.toml: ``-n 2 --dist loadfile``); the
-  long end-to-end files then start early and the short ones fill in around them instead of one
-  long file starting last on an otherwise finished run.
-  """
-  slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-  items.sort(key=lambda item: item.path not in slow_files)
-
-
 def run_module(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
                check: bool = True) -> subprocess.CompletedProcess:
   """Runs ``python -m module args`` from the repo root; returns the completed process."""
