@@ -11,24 +11,30 @@ from jaxunlearn.models import Discriminator, Generator, conv_transpose
 PAD = ((1, 1), (1, 1))
 
 
-def _reference_conv_transpose(x, w):
+def _reference_conv_transpose(x, w, stride, padding):
   """The transpose of a strided conv, differentiated by plain autodiff."""
   n, h, wd, _ = x.shape
-  spec = jax.ShapeDtypeStruct((n, 2 * h, 2 * wd, w.shape[2]), x.dtype)
-  conv = lambda y: jax.lax.conv_general_dilated(y, w, (2, 2), PAD,
+  k = w.shape[0]
+  size = lambda s, pads: (s - 1) * stride + k - sum(pads)
+  spec = jax.ShapeDtypeStruct((n, size(h, padding[0]), size(wd, padding[1]), w.shape[2]), x.dtype)
+  conv = lambda y: jax.lax.conv_general_dilated(y, w, (stride, stride), padding,
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
   return jax.linear_transpose(conv, spec)(x)[0]
 
 
-def test_conv_transpose_value_and_gradients_match_autodiff():
-  x = jax.random.normal(jax.random.key(0), (2, 4, 4, 6))
+# (input size, stride, padding, output size): the upsampling layers (custom VJP) and the 1 x 1 ->
+# 4 x 4 first layer of the generator (an einsum).
+@pytest.mark.parametrize("size,stride,padding,out", [(4, 2, PAD, 8), (1, 1, ((0, 0), (0, 0)), 4)])
+def test_conv_transpose_value_and_gradients_match_autodiff(size, stride, padding, out):
+  x = jax.random.normal(jax.random.key(0), (2, size, size, 6))
   w = jax.random.normal(jax.random.key(1), (4, 4, 3, 6))
-  y = conv_transpose(x, w, 2, PAD)
-  chex.assert_shape(y, (2, 8, 8, 3))
-  np.testing.assert_allclose(y, _reference_conv_transpose(x, w), rtol=1e-5, atol=1e-5)
+  y = conv_transpose(x, w, stride, padding)
+  chex.assert_shape(y, (2, out, out, 3))
+  reference = lambda a, b: _reference_conv_transpose(a, b, stride, padding)
+  np.testing.assert_allclose(y, reference(x, w), rtol=1e-5, atol=1e-5)
   loss = lambda fn: lambda x_, w_: jnp.sum(jnp.sin(fn(x_, w_)) * jnp.arange(3.0))
-  fast = jax.grad(loss(lambda a, b: conv_transpose(a, b, 2, PAD)), argnums=(0, 1))(x, w)
-  ref = jax.grad(loss(_reference_conv_transpose), argnums=(0, 1))(x, w)
+  fast = jax.grad(loss(lambda a, b: conv_transpose(a, b, stride, padding)), argnums=(0, 1))(x, w)
+  ref = jax.grad(loss(reference), argnums=(0, 1))(x, w)
   for a, b in zip(fast, ref):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
