@@ -17,6 +17,12 @@ def local_data_dir() -> str | None:
   return path if os.path.isdir(os.path.join(path, "mnist")) else None
 
 
+def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
+  """Runs the ``slow`` end-to-end tests first (stable order otherwise): with ``-n 2`` the long ones
+  then overlap on both workers instead of one of them ending the session alone."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> str:
   path = local_data_dir()
