@@ -18,8 +18,8 @@ def local_data_dir() -> str | None:
 
 
 def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
-  """Runs the ``slow`` end-to-end tests first (stable order otherwise): with ``-n 2`` the long ones
-  then overlap on both workers instead of one of them ending the session alone."""
+  """Runs the ``slow`` end-to-end tests first (stable order otherwise), so that with ``-n 2`` the
+  long ones start early and the short ones fill the end on both workers."""
   items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
