@@ -53,14 +53,32 @@ def write_results(workdir: str, results: dict[str, Any]) -> None:
 
 
 def environment() -> dict[str, Any]:
-  """Software versions and devices, for config.json and report cards."""
+  """Software versions, devices, CPU and XLA flags, for config.json and report cards.
+
+  ``xla_flags`` is ``$XLA_FLAGS`` as this process saw it: on XLA:CPU the flags change step times
+  by tens of percent (experiments/benchmarks/NOTES.md), so a run's timings are read with them.
+  """
   import flax  # pylint: disable=g-import-not-at-top
   import jaxlib  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   return {"python": sys.version.split()[0], "jax": jax.__version__, "jaxlib": jaxlib.__version__,
           "flax": flax.__version__, "optax": optax.__version__, "platform": platform.platform(),
+          "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+          "xla_flags": os.environ.get("XLA_FLAGS", ""),
           "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
           "device_kind": jax.devices()[0].device_kind, "process_count": jax.process_count()}
+
+
+def cpu_model() -> str:
+  """The host CPU's model name (Linux ``/proc/cpuinfo``), else ``platform.processor()``."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
