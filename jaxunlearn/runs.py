@@ -56,7 +56,9 @@ def environment() -> dict[str, Any]:
   """Software versions, devices, CPU and XLA flags, for config.json and report cards.
 
   ``xla_flags`` is ``$XLA_FLAGS`` as this process saw it: on XLA:CPU the flags change step times
-  by tens of percent (experiments/benchmarks/NOTES.md), so a run's timings are read with them.
+  by tens of percent (experiments/benchmarks/NOTES.md), so a run's timings are read with them, and
+  with ``load_average`` (1, 5, 15 min, at the call: a run's latest start in config.json, its end in
+  results.json), which says whether the run shared the machine.
   """
   import flax  # pylint: disable=g-import-not-at-top
   import jaxlib  # pylint: disable=g-import-not-at-top
@@ -64,9 +66,16 @@ def environment() -> dict[str, Any]:
   return {"python": sys.version.split()[0], "jax": jax.__version__, "jaxlib": jaxlib.__version__,
           "flax": flax.__version__, "optax": optax.__version__, "platform": platform.platform(),
           "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "xla_flags": os.environ.get("XLA_FLAGS", ""), "load_average": _load_average(),
           "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
           "device_kind": jax.devices()[0].device_kind, "process_count": jax.process_count()}
+
+
+def _load_average() -> list[float] | None:
+  try:
+    return [round(x, 2) for x in os.getloadavg()]
+  except OSError:  # not available on this platform
+    return None
 
 
 def cpu_model() -> str:

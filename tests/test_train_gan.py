@@ -18,7 +18,8 @@ def test_smoke_run_writes_every_file_and_samples(smoke_gan, tmp_path):
   assert results["timing"]["train_s"] > 0 and results["timing"]["compile_s"] > 0
   env = json.load(open(os.path.join(smoke_gan, "config.json")))["environment"]
   assert env["xla_flags"] == os.environ.get("XLA_FLAGS", "") and env["cpu_count"] >= 1
-  assert env["devices"] and env["cpu"]
+  assert env["devices"] and env["cpu"] and len(env["load_average"]) == 3
+  assert len(results["environment"]["load_average"]) == 3  # at the end of the run
   logged = [json.loads(line)["step"] for line in open(os.path.join(smoke_gan, "metrics.jsonl"))]
   assert logged == [2, 4, 6]
   out = tmp_path / "samples.npz"
