@@ -93,6 +93,15 @@ def _gan_train_step(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
               batch_size)
 
 
+@register("gan_train_step_plain_convtranspose",
+          "gan_train_step with G's transposed convs in the plain form of flax.linen.ConvTranspose "
+          "(lhs-dilated conv, XLA's autodiff) instead of the custom VJP: the formulation A/B")
+def _gan_train_step_plain_convtranspose(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
+  config = setup.config.gan.copy_and_resolve_references()
+  config.dcgan.conv_transpose = "plain"
+  return _gan_train_step(dataclasses.replace(setup, gan=gan_lib.make_gan(config)), batch_size, mesh)
+
+
 @register("gan_d_step", "train.gan.d_step: one D update against a fresh fake batch")
 def _gan_d_step(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
   step = parallel.jit_step(functools.partial(gan_lib.d_step, gan=setup.gan), mesh)

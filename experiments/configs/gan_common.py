@@ -10,7 +10,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.holdout_size = 5000           # non-member pool H, held out of all GAN training
   c.split_seed = 0                # fixes H for every model of a comparison (not --seed)
   c.model = "dcgan"
-  c.dcgan = ml_collections.ConfigDict({"g_width": 64, "d_width": 64})
+  # conv_transpose: G's transposed-convolution formulation (jaxunlearn/models/layers.py FORMS):
+  # "custom_vjp" (fast on XLA:CPU) or "plain" (lhs-dilated conv, XLA's autodiff; same parameters).
+  c.dcgan = ml_collections.ConfigDict({"g_width": 64, "d_width": 64, "conv_transpose": "custom_vjp"})
   # model = "stylegan2" (jaxunlearn/models/stylegan2.py): mapping layers, rosinality's channel
   # table (multiplier, cap) and D's minibatch-stddev (off: each D score depends on its image only).
   c.stylegan2 = ml_collections.ConfigDict(

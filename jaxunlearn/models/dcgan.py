@@ -33,17 +33,19 @@ class Generator(nn.Module):
   channels: int = 1
   width: int = 64
   dtype: jnp.dtype = jnp.float32
+  conv_transpose: str = "custom_vjp"  # layers.FORMS; "plain" only to benchmark the other form
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
     x = z.astype(self.dtype)[:, None, None, :]
     for i, (mult, stride, pad) in enumerate(((8, 1, 0), (4, 2, 1), (2, 2, 1))):
       x = ConvTranspose(self.width * mult, stride=stride, padding=pad, use_bias=False,
-                        name=f"ConvTranspose_{i}")(x)
+                        form=self.conv_transpose, name=f"ConvTranspose_{i}")(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                        scale_init=_bn_scale_init, dtype=self.dtype, name=f"BatchNorm_{i}")(x)
       x = nn.relu(x)
-    x = ConvTranspose(self.channels, stride=2, padding=1, name="ConvTranspose_3")(x)
+    x = ConvTranspose(self.channels, stride=2, padding=1, form=self.conv_transpose,
+                      name="ConvTranspose_3")(x)
     return jnp.tanh(x).astype(jnp.float32)
 
 

@@ -14,6 +14,11 @@ On a 1 x 1 input without padding (the DCGAN generator's first layer, z -> 4 x 4)
 convolution is an outer product, y[n, h, w, o] = Σ_c x[n, c]·w[h, w, o, c], and is computed as that
 einsum: XLA:CPU would otherwise run a 4 x 4 convolution over an input padded from 1 x 1 to 7 x 7
 (benchmarks/NOTES.md, attempt 20: the train step 5-14 % faster in a same-process A/B).
+
+``form="plain"`` computes the same function the way ``flax.linen.ConvTranspose`` does: one
+lhs-dilated convolution, differentiated by XLA's own rules. It exists so that the benchmark can time
+both formulations in one run (kind ``gan_train_step_plain_convtranspose``); models default to
+``"custom_vjp"``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
+FORMS = ("custom_vjp", "plain")
 
 
 def _strided_conv(y: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array:
@@ -41,7 +47,8 @@ def _output_spec(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.ShapeD
                                w.shape[2]), x.dtype)
 
 
-def conv_transpose(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array:
+def conv_transpose(x: jax.Array, w: jax.Array, stride: int, padding,
+                   form: str = "custom_vjp") -> jax.Array:
   """Transposed convolution Cᵀ(x; w).
 
   Args:
@@ -49,20 +56,31 @@ def conv_transpose(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.Arra
     w: (k, k, C_out, C_in), the kernel of the strided convolution being transposed.
     stride: upsampling factor.
     padding: ((top, bottom), (left, right)) padding of that strided convolution.
+    form: one of :data:`FORMS`: ``"custom_vjp"`` (fast on XLA:CPU) or ``"plain"`` (autodiff
+      of the lhs-dilated convolution); same values up to float32 rounding.
   Returns:
     (N, (H-1)·stride + k - pads, ..., C_out).
   """
+  if form == "plain":
+    return _transpose_of_strided_conv(x, w, stride, padding)
+  if form != "custom_vjp":
+    raise ValueError(f"unknown transposed-convolution form {form!r}; valid: {FORMS}")
   if x.shape[1:3] == (1, 1) and tuple(map(tuple, padding)) == ((0, 0), (0, 0)):
     return jnp.einsum("nc,hwoc->nhwo", x[:, 0, 0, :], w)
   return _conv_transpose_by_vjp(x, w, stride, padding)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_transpose_by_vjp(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array:
-  """:func:`conv_transpose` as the linear transpose of a strided conv, with its own VJP."""
+def _transpose_of_strided_conv(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array:
+  """Cᵀ(x; w) as the linear transpose of C: an lhs-dilated convolution (JAX differentiates it)."""
   spec = _output_spec(x, w, stride, padding)
   (y,) = jax.linear_transpose(lambda y_: _strided_conv(y_, w, stride, padding), spec)(x)
   return y
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_transpose_by_vjp(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array:
+  """:func:`conv_transpose` as the linear transpose of a strided conv, with its own VJP."""
+  return _transpose_of_strided_conv(x, w, stride, padding)
 
 
 def _conv_transpose_fwd(x, w, stride, padding):
@@ -84,7 +102,8 @@ class ConvTranspose(nn.Module):
   """A k x k transposed convolution by ``stride`` built on :func:`conv_transpose`.
 
   ``padding`` is the padding of the strided convolution it transposes; ``k=4, stride=2,
-  padding=1`` doubles the resolution, ``k=4, stride=1, padding=0`` maps 1x1 -> 4x4.
+  padding=1`` doubles the resolution, ``k=4, stride=1, padding=0`` maps 1x1 -> 4x4. ``form``
+  picks the formulation (:data:`FORMS`); the parameters are the same for both.
   """
   features: int
   kernel_size: int = 4
@@ -92,12 +111,13 @@ class ConvTranspose(nn.Module):
   padding: int = 1
   use_bias: bool = True
   kernel_init: Any = nn.initializers.normal(0.02)
+  form: str = "custom_vjp"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k, p = self.kernel_size, self.padding
     w = self.param("kernel", self.kernel_init, (k, k, self.features, x.shape[-1]), jnp.float32)
-    y = conv_transpose(x, w.astype(x.dtype), self.stride, ((p, p), (p, p)))
+    y = conv_transpose(x, w.astype(x.dtype), self.stride, ((p, p), (p, p)), self.form)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(x.dtype)
     return y

@@ -227,15 +227,19 @@ def make_train_step(config, gan: GAN
 def make_gan(config) -> GAN:
   """Builds the :class:`GAN` collaborator from a config (see experiments/configs).
 
-  ``config.model``: 'dcgan' (widths from ``config.dcgan``) or 'stylegan2' (at the model
+  ``config.model``: 'dcgan' (widths and G's transposed-convolution form from ``config.dcgan``;
+  configs saved before the form existed mean "custom_vjp") or 'stylegan2' (at the model
   resolution, style_dim = ``config.latent_dim``; ``config.stylegan2`` gives n_mlp,
   channel_multiplier, channel_max and mbstd).
   """
   from jaxunlearn.images import MODEL_RESOLUTION  # pylint: disable=g-import-not-at-top
-  from jaxunlearn.models import dcgan, stylegan2  # pylint: disable=g-import-not-at-top
+  from jaxunlearn.models import dcgan, layers, stylegan2  # pylint: disable=g-import-not-at-top
   channels = 1 if config.dataset == "mnist" else 3
   if config.model == "dcgan":
-    generator = dcgan.Generator(channels=channels, width=config.dcgan.g_width)
+    form = config.dcgan.get("conv_transpose", "custom_vjp")
+    if form not in layers.FORMS:
+      raise UserInputError(f"unknown dcgan.conv_transpose {form!r}; valid: {', '.join(layers.FORMS)}")
+    generator = dcgan.Generator(channels=channels, width=config.dcgan.g_width, conv_transpose=form)
     discriminator = dcgan.Discriminator(width=config.dcgan.d_width)
   elif config.model == "stylegan2":
     sg = config.stylegan2
