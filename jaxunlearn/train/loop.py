@@ -35,6 +35,7 @@ from jaxunlearn.errors import NonFiniteError, UserInputError
 from jaxunlearn.train import gan as gan_lib
 
 ARCH_KEYS = ("model", "dataset", "latent_dim")
+FORMULATION_KEYS = ("conv_transpose",)  # dcgan.conv_transpose: same parameters, same function
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,10 +64,15 @@ def prepare_data(config, data_dir: str | None, seed: int, forget_spec: str | Non
 
 def architecture(config) -> dict[str, Any]:
   """The config fields that fix the networks (stored in every checkpoint): :data:`ARCH_KEYS` and
-  the model's own sub-config, ``config.dcgan`` or ``config.stylegan2`` (named by ``config.model``).
+  the model's own sub-config, ``config.dcgan`` or ``config.stylegan2`` (named by ``config.model``),
+  less :data:`FORMULATION_KEYS`: those change how a layer is computed, not its parameters or
+  function, so checkpoints stay comparable and resumable across them.
   """
-  return {k: (config[k].to_dict() if hasattr(config[k], "to_dict") else config[k])
-          for k in (*ARCH_KEYS, config.model)}
+  record = {k: (config[k].to_dict() if hasattr(config[k], "to_dict") else config[k])
+            for k in (*ARCH_KEYS, config.model)}
+  record[config.model] = {k: v for k, v in record[config.model].items()
+                          if k not in FORMULATION_KEYS}
+  return record
 
 
 def nonfinite_quantities(metrics: dict[str, float]) -> list[str]:

@@ -225,9 +225,12 @@ def test_bad_regularizer_settings_are_refused():
 # ------------------------------------------------------------------------------------------------
 
 def test_architecture_keeps_the_dcgan_record_and_names_the_stylegan2_one():
-  dcgan = loop.architecture(mnist_dcgan.get_config())
+  dcgan_config = mnist_dcgan.get_config()
+  dcgan = loop.architecture(dcgan_config)
   assert dcgan == {"model": "dcgan", "dataset": "mnist", "latent_dim": 100,
                    "dcgan": {"g_width": 32, "d_width": 32}}  # as in every existing checkpoint
+  dcgan_config.dcgan.conv_transpose = "plain"  # a formulation, not an architecture
+  assert loop.architecture(dcgan_config) == dcgan
   config = mnist_stylegan2.get_config()
   assert loop.architecture(config) == {
       "model": "stylegan2", "dataset": "mnist", "latent_dim": 128,
