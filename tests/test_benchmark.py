@@ -95,6 +95,8 @@ def test_end_to_end_rows_come_from_the_sub_runs(smoke_run):
   workdir, results = smoke_run
   section = results["end_to_end"]
   assert [(r["method"], r["forget"]) for r in section["rows"]] == [("cascaded", "class:8")]
+  assert {"method": "cascaded_warm", "forget": "class:8",
+          "reason": "item SPECs with nearest substitutes only"} in section["skipped"]
   for row in section["rows"]:
     retrain, unlearn = row["retrain"], row["unlearn"]
     sub = runs.read_json(os.path.join(retrain["workdir"], "results.json"))
@@ -118,6 +120,35 @@ def test_end_to_end_rows_come_from_the_sub_runs(smoke_run):
     table = f.read()
   assert "whole runs (same process, spec §9)" in table
   assert "| cascaded | class:8 |" in table and "2 of " in table and "(extrapolated)" in table
+
+
+def test_warm_cascade_times_only_runs_after_the_one_that_fills_the_feature_cache(monkeypatch,
+                                                                                 tmp_path):
+  calls = []
+
+  def fake_unlearn(config, workdir, **kwargs):
+    del kwargs
+    calls.append((os.path.basename(workdir), config.substitution.feature_cache))
+    source = "cache" if len(calls) > 1 else "computed, stored"
+    return {"timing": {"unlearn_s": float(len(calls)), "compile_s": 1.0, "steps": 20,
+                       "image_passes": 9, "substitute_s": 0.5},
+            "substitution": {"features": source}, "mode": "item",
+            "stop": {"original": 0.5, "statistic": 0.45, "reference": None, "met": True},
+            "flags": []}
+
+  monkeypatch.setattr(end_to_end.cascaded, "unlearn", fake_unlearn)
+  config = benchmark_config.get_config("smoke").end_to_end
+  config.repeats = 2
+  out = end_to_end._unlearn_repeats(config, "cascaded_warm", str(tmp_path), "items:64", None, 0,
+                                    None, lambda message: None)
+  cache = os.path.join(str(tmp_path), end_to_end.FEATURE_CACHE)
+  assert calls == [("cascaded_warm_items_64_fill", cache), ("cascaded_warm_items_64_r0", cache),
+                   ("cascaded_warm_items_64_r1", cache)]
+  assert out["unlearn_s_repeats"] == [2.0, 3.0] and out["features"] == ["cache", "cache"]
+  assert out["substitute_s"] == 0.5
+  assert config.cascaded.substitution.feature_cache == ""  # the benchmark's config is untouched
+  assert end_to_end._nearest_items(config, "items:64")
+  assert not end_to_end._nearest_items(config, "class:8")
 
 
 def test_median_repeat():

@@ -52,7 +52,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   c.end_to_end.pretrained = ""          # train_gan workdir of the original; "" skips the section
   c.end_to_end.feedback_classifier = ""  # train_classifier workdir (stop rule, substitutes, PUL)
   c.end_to_end.forget = "class:8,items:64,items:256,items:1024"  # forget SPECs, comma-separated
-  c.end_to_end.methods = "cascaded,adapt_then_unlearn"
+  c.end_to_end.methods = "cascaded,cascaded_warm,adapt_then_unlearn"  # end_to_end.METHODS
   c.end_to_end.repeats = 3              # T_U = median of this many unlearning runs (spec §9)
   c.end_to_end.adapt_then_unlearn_repeats = 1  # its runs take minutes on a CPU; no repeat rule
   c.end_to_end.retrain_steps = 0        # 0: the whole retraining recipe; N: N steps, extrapolated
@@ -83,7 +83,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.classifier.widths = (4, 8, 16)
     c.atu.num_adapted = 2
     c.end_to_end.forget = "class:8"  # one SPEC keeps CI short; item mode is tested in test_cascaded
-    c.end_to_end.methods = "cascaded"
+    c.end_to_end.methods = "cascaded,cascaded_warm"  # the warm cascade: skipped for a class SPEC
     c.end_to_end.repeats = 1
     c.end_to_end.retrain_steps = 2
     c.end_to_end.cascaded = cascaded_unlearning.get_config("smoke")

@@ -25,6 +25,7 @@ def get_config(variant: str = ""):
   c.substitution.candidate_factor = 1.5    # generated: ⌈factor·|S|⌉ G0 samples screened
   c.substitution.tau_percentile = 5.0      # generated, item: τ_nn percentile of candidate NN distances
   c.substitution.min_confidence = 0.0      # generated, class: min feedback probability of the class
+  c.substitution.feature_cache = ""        # nearest: folder caching D's classifier features ("" = off)
 
   c.fake_label = ml_collections.ConfigDict({"value": 0.0,   # y_fake
                                             "weight": 1.0})  # λ_u

@@ -17,6 +17,10 @@ Reconstruction choices (config field in brackets):
   feedback classifier's penultimate features and checks ``nearest_candidates`` neighbours for exact
   pixel duplicates; generated candidates number ⌈``candidate_factor``·|S|⌉ (τ_nn =
   ``tau_percentile``, class filter ``min_confidence``). S never contains H or test images.
+  [project choice] ``feature_cache`` (a folder; "" = off, the default): nearest selection reads the
+  features of all of D from there (eval/real_features.py, keyed by the dataset fingerprint, D's
+  indices and the classifier's parameter hash), computing and storing them on a miss, so repeated
+  deletion requests against one model skip the pass over D_r; results record which it was.
 * Fake label (§4) [``fake_label.value`` y_fake, ``fake_label.weight`` λ_u]: an unlearning D step
   minimises L_D^unl = mean ℓ(D(s), 1) + mean ℓ(D(G(z)), 0) + λ_u·mean ℓ(D(x_u), y_fake)
   (:func:`unlearning_d_loss`), with B_u paired (x_u, s) and B fakes; R1 (if the GAN uses it) applies
@@ -86,6 +90,7 @@ from jaxunlearn import batching
 from jaxunlearn.eval import classifiers
 from jaxunlearn.eval import forgetting
 from jaxunlearn.eval import mia
+from jaxunlearn.eval import real_features as real_lib
 from jaxunlearn.methods import substitution
 from jaxunlearn.train import gan as gan_lib
 from jaxunlearn.train import loop
@@ -408,6 +413,24 @@ def build_substitutes(ctx: _Context, key: jax.Array) -> Substitutes:
     raise UserInputError(f"cannot build the substitutes: {e}") from None
 
 
+def _forget_and_retain_features(ctx: _Context) -> tuple[np.ndarray, np.ndarray, str]:
+  """Feedback-classifier features (n, d) of D_u and (m, d) of D_r, and where they came from.
+
+  Without ``substitution.feature_cache``: computed from D_u and D_r ("computed"). With it: the
+  features of all of D, read from the cache ("cache") or computed and stored there ("computed,
+  stored"), then split by position.
+  """
+  cache_dir = ctx.config.substitution.feature_cache
+  if not cache_dir:
+    return (ctx.predict(ctx.pool(ctx.forget_positions), "features"),
+            ctx.predict(ctx.pool(ctx.retain_positions), "features"), "computed")
+  everything = real_lib.real_features(ctx.data.dataset, "train", "gan-train",
+                                      ctx.data.splits.gan_train, ctx.classifier, ctx.mesh,
+                                      cache_dir=cache_dir, batch_size=ctx.eval_batch)
+  return (everything.features[ctx.forget_positions], everything.features[ctx.retain_positions],
+          "cache" if everything.cached else "computed, stored")
+
+
 def _build_substitutes(ctx: _Context, key: jax.Array) -> Substitutes:
   cfg = ctx.config.substitution
   count = substitution.substitute_count(len(ctx.forget_positions), cfg.ratio)
@@ -422,15 +445,14 @@ def _build_substitutes(ctx: _Context, key: jax.Array) -> Substitutes:
     elif cfg.selection == "random":
       chosen = substitution.random_substitutes(key, len(ctx.retain_positions), count)
     else:
+      forget_features, retain_features, source = _forget_and_retain_features(ctx)
       chosen = substitution.nearest_substitutes(
-          ctx.predict(ctx.pool(ctx.forget_positions), "features"),
-          ctx.predict(ctx.pool(ctx.retain_positions), "features"),
-          dataset.train_images[gan_train[ctx.forget_positions]],
+          forget_features, retain_features, dataset.train_images[gan_train[ctx.forget_positions]],
           dataset.train_images[gan_train[ctx.retain_positions]], k=cfg.nearest_candidates)
     positions = ctx.retain_positions[chosen]
     aligned = ctx.mode == "item" and cfg.selection == "nearest"
-    return Substitutes(ctx.pool(positions), aligned, {"positions": positions.tolist()},
-                       {"size": len(positions)})
+    info = {"size": len(positions), **({"features": source} if aligned else {})}
+    return Substitutes(ctx.pool(positions), aligned, {"positions": positions.tolist()}, info)
   _, images = _candidates(ctx, key, count)
   candidate_pool = ImagePool(dataset, np.zeros(0, np.int64), images)
   info: dict[str, Any] = {"size": count, "num_candidates": len(images)}
@@ -644,6 +666,13 @@ def _run_round(ctx: _Context, steps: dict[str, Any], state: gan_lib.GANState, ro
   return state, {k: float(np.mean(v)) for k, v in totals.items()}
 
 
+def _identity_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config a resumed run must match: all of it but where features are cached."""
+  out = config.to_dict()
+  out["substitution"] = {k: v for k, v in out["substitution"].items() if k != "feature_cache"}
+  return out
+
+
 def unlearn(config: ml_collections.ConfigDict, workdir: str, *, pretrained: str, forget_spec: str,
             feedback_classifier: str | None = None, reference: str | None = None,
             data_dir: str | None = None, seed: int = 0, flags: dict[str, Any] | None = None
@@ -669,7 +698,7 @@ def unlearn(config: ml_collections.ConfigDict, workdir: str, *, pretrained: str,
               "seed": seed, "pretrained": original.workdir, "pretrained_step": original.step,
               "reference": reference_gan.workdir if reference_gan else None,
               "feedback_classifier": os.path.abspath(feedback_classifier) if feedback_classifier else None,
-              "unlearning_config": config.to_dict()}
+              "unlearning_config": _identity_config(config)}
   rep = parallel.replicated(ctx.mesh)
   checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
   restored = checkpointer.restore_latest(ckpt_lib.abstract_like(original.state, rep))

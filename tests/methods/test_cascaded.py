@@ -180,6 +180,12 @@ def _results(workdir):
     return json.load(f)
 
 
+def _positions(workdir, round_):
+  """The substitutes' positions in D recorded by round ``round_``'s checkpoint."""
+  meta = ckpt_lib.Checkpointer(str(workdir), read_only=True).read_meta(round_)
+  return np.asarray(meta["substitutes"]["positions"])
+
+
 def _check_run(workdir, smoke_gan, data_dir, forget):
   files = set(os.listdir(workdir))
   assert {"config.json", "metrics.jsonl", "results.json", "grid_compare.png", "grid_before.png",
@@ -200,8 +206,7 @@ def _check_run(workdir, smoke_gan, data_dir, forget):
                          original.state.d_params["Conv_3"]["kernel"])
   # Substitutes: retained training images only, never D_u, never H.
   data = loop.prepare_data(original.config, data_dir, 0, forget)
-  meta = ckpt_lib.Checkpointer(workdir, read_only=True).read_meta(results["rounds"])
-  positions = np.asarray(meta["substitutes"]["positions"])
+  positions = _positions(workdir, results["rounds"])
   assert len(positions) == results["num_forget"]
   assert np.isin(positions, data.forget.retain_positions(len(data.splits.gan_train))).all()
   assert not np.isin(positions, data.forget.positions).any()
@@ -215,10 +220,22 @@ def test_item_run_end_to_end(smoke_gan, feedback, data_dir, tmp_path):
   run_module("experiments.cascaded_unlearning",
              *_args(smoke_gan, workdir, "items:5", f"--feedback_classifier={feedback}"),
              env=TWO_DEVICES)
-  results, _, _ = _check_run(str(workdir), smoke_gan, data_dir, "items:5")
+  results, _, positions = _check_run(str(workdir), smoke_gan, data_dir, "items:5")
   assert results["mode"] == "item" and results["stop"]["rule"] == "d_logit_auc_cal"
   assert results["schedule"]["forget_batch"] == 6 and len(results["devices"]) == 2
   assert results["substitution"]["selection"] == "nearest"
+  assert results["substitution"]["features"] == "computed"
+  # With a feature cache: the first request stores D's features, the next reads them; both pick
+  # the substitutes of the uncached run.
+  cache = tmp_path / "features"
+  for name, source in (("cold", "computed, stored"), ("warm", "cache")):
+    run_module("experiments.cascaded_unlearning",
+               *_args(smoke_gan, tmp_path / name, "items:5", f"--feedback_classifier={feedback}",
+                      f"--config.substitution.feature_cache={cache}",
+                      "--config.schedule.max_rounds=1"), env=TWO_DEVICES)
+    assert _results(tmp_path / name)["substitution"]["features"] == source
+    np.testing.assert_array_equal(_positions(tmp_path / name, 1), positions)
+  assert len(os.listdir(cache)) == 1
 
 
 def test_class_run_end_to_end(smoke_gan, feedback, data_dir, tmp_path):
