@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import zipfile
 from typing import Protocol
 
 import numpy as np
@@ -75,9 +76,12 @@ def real_features(dataset: ImageDataset, split: str, class_filter: str, indices:
     try:
       with np.load(path) as f:
         stats = FeatureStats(f["mu"], f["sigma"], int(f["n"]))
-        return RealFeatures(key, f["features"], f["predicted"], stats, True)
-    except (OSError, ValueError, KeyError):
-      pass  # A damaged entry is recomputed and replaced.
+        entry = RealFeatures(key, f["features"], f["predicted"], stats, True)
+      if len(entry.features) == len(entry.predicted) == stats.n == len(indices):
+        return entry
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+      pass
+    # A damaged entry (truncated, not a .npz, fields or rows missing) is recomputed and replaced.
   out = classifier.predict(dataset.model_images(split, indices), mesh, batch_size)
   stats = feature_statistics(out["features"])
   if path:

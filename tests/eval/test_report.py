@@ -187,6 +187,19 @@ def test_real_feature_cache_is_reused_and_keyed_by_the_set(smoke_classifier, dat
   other = get(np.arange(1, 101))
   assert not other.cached and other.key != first.key
   assert first.key.startswith("mnist_test_all_mnist_lenet_eval_s0_smoke_")
+  # A damaged entry is recomputed and replaced: truncated, not a .npz, or with rows missing.
+  path = tmp_path / f"{first.key}.npz"
+  intact = path.read_bytes()
+  with np.load(path) as f:
+    fields = dict(f)
+  short = tmp_path / "short.npz"
+  np.savez(short, **{**fields, "features": fields["features"][:-1]})
+  for damaged in (intact[:len(intact) // 2], b"not an npz", short.read_bytes()):
+    path.write_bytes(damaged)
+    again = get(np.arange(100))
+    assert not again.cached
+    np.testing.assert_array_equal(again.features, first.features)
+    assert get(np.arange(100)).cached
 
 
 def test_default_cache_dir(tmp_path, monkeypatch):
