@@ -192,13 +192,6 @@ def _unlearn_repeats(config, method: str, root: str, spec: str, data_dir: str | 
           "reused": [r["reused"] for r in repeats], "quality": median["quality"]}
 
 
-def _nearest_items(config, spec: str) -> bool:
-  """Whether the cascade's substitute build for ``spec`` reads classifier features of D_r."""
-  sub = config.cascaded.substitution
-  return (not spec.startswith("class") and sub.source == "real_retained"
-          and sub.selection == "nearest")
-
-
 def _slug(spec: str) -> str:
   return spec.replace(":", "_").replace(",", "-").replace("/", "_")
 
@@ -212,11 +205,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None
   for spec in parse_list(config.forget, "forget"):
     notice(f"end to end, {spec}: retraining from scratch")
     retrain = _retrain(config, os.path.join(root, f"retrain_{_slug(spec)}"), spec, data_dir, seed)
+    mode = "class" if spec.startswith("class") else "item"
     for method in parse_list(config.methods, "methods"):
-      if method == "adapt_then_unlearn" and not spec.startswith("class"):
+      if method == "adapt_then_unlearn" and mode != "class":
         skipped.append({"method": method, "forget": spec, "reason": "class SPECs only"})
         continue
-      if method == "cascaded_warm" and not _nearest_items(config, spec):
+      if method == "cascaded_warm" and not cascaded.uses_nearest_substitutes(config.cascaded, mode):
         skipped.append({"method": method, "forget": spec,
                         "reason": "item SPECs with nearest substitutes only"})
         continue
@@ -225,7 +219,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, data_dir: str | None
       unlearn = _unlearn_repeats(config, method, root, spec, data_dir, seed, reference, notice)
       rows.append({
           "method": method, "forget": spec, "retrain": retrain, "unlearn": unlearn,
-          "reference": reference if method == "cascaded" else None,
+          "reference": reference if method != "adapt_then_unlearn" else None,
           "speedup": retrain["retrain_s"] / unlearn["unlearn_s"],
           "speedup_with_compile": (retrain["retrain_s"] + retrain["compile_s"])
                                   / (unlearn["unlearn_s"] + unlearn["compile_s"]),

@@ -296,6 +296,13 @@ def needs_classifier(config: ml_collections.ConfigDict, mode: str) -> bool:
           or (s.source == "real_retained" and s.selection == "nearest"))
 
 
+def uses_nearest_substitutes(config: ml_collections.ConfigDict, mode: str) -> bool:
+  """Item mode with real_retained + nearest: S is index-aligned with D_u and built from the
+  feedback classifier's features of D (the only build that reads ``substitution.feature_cache``)."""
+  s = config.substitution
+  return mode == "item" and s.source == "real_retained" and s.selection == "nearest"
+
+
 def describe(config: ml_collections.ConfigDict, mode: str) -> str:
   """The variant field of a report card, e.g. 'real_retained+nearest, y_fake 0, λ_u 1, interleaved'."""
   s = config.substitution
@@ -450,7 +457,7 @@ def _build_substitutes(ctx: _Context, key: jax.Array) -> Substitutes:
           forget_features, retain_features, dataset.train_images[gan_train[ctx.forget_positions]],
           dataset.train_images[gan_train[ctx.retain_positions]], k=cfg.nearest_candidates)
     positions = ctx.retain_positions[chosen]
-    aligned = ctx.mode == "item" and cfg.selection == "nearest"
+    aligned = uses_nearest_substitutes(ctx.config, ctx.mode)
     info = {"size": len(positions), **({"features": source} if aligned else {})}
     return Substitutes(ctx.pool(positions), aligned, {"positions": positions.tolist()}, info)
   _, images = _candidates(ctx, key, count)
@@ -473,7 +480,7 @@ def rebuild_substitutes(ctx: _Context, key: jax.Array, record: dict[str, Any],
                         info: dict[str, Any]) -> Substitutes:
   """S from a checkpoint's record, identical to the build that wrote it."""
   if "positions" in record:
-    aligned = ctx.mode == "item" and ctx.config.substitution.selection == "nearest"
+    aligned = uses_nearest_substitutes(ctx.config, ctx.mode)
     return Substitutes(ctx.pool(np.asarray(record["positions"], np.int64)), aligned, record, info)
   if "candidate_ids" in record:
     _, images = _candidates(ctx, key, info["size"])

@@ -110,6 +110,17 @@ def test_nearest_substitutes_skip_exact_duplicates():
                                      retain_pixels, k=1)
 
 
+def test_only_item_mode_with_nearest_retained_substitutes_reads_features():
+  config = ml_collections.ConfigDict({"substitution": {"source": "real_retained",
+                                                       "selection": "nearest"}})
+  assert cascaded.uses_nearest_substitutes(config, "item")
+  assert not cascaded.uses_nearest_substitutes(config, "class")
+  config.substitution.selection = "random"
+  assert not cascaded.uses_nearest_substitutes(config, "item")
+  config.substitution.selection, config.substitution.source = "nearest", "generated_filtered"
+  assert not cascaded.uses_nearest_substitutes(config, "item")
+
+
 def test_class_balanced_substitutes_come_only_from_other_retained_classes():
   labels = np.repeat(np.arange(4), [30, 5, 30, 30])  # the retain set's labels
   got = substitution.class_balanced_substitutes(jax.random.key(0), labels, (1,), 4, 20)
