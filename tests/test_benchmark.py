@@ -75,8 +75,12 @@ def test_peer_scaling_and_files(smoke_run):
     best = comparison["jax_median_ms_by_devices"][str(comparison["jax_best_devices"])]
     assert best == min(comparison["jax_median_ms_by_devices"].values())
     assert comparison["torch_over_jax_best"] == pytest.approx(comparison["torch_median_ms"] / best)
-    assert peer["torch_threads"] >= 1
+    assert peer["torch_threads"] >= 1 and peer["process"] == "separate"
     assert any(r["framework"] == "torch" for r in results["rows"])
+    onednn = [r for r in results["rows"] if r["kind"] == suite.ONEDNN]  # absent without oneDNN
+    if onednn:
+      assert comparison["torch_over_jax_onednn"] == pytest.approx(
+          comparison["torch_median_ms"] / onednn[0]["median_ms"])
   else:
     assert "torch" in peer["reason"].lower() or "pytorch" in peer["reason"].lower()
   scaling = {s["devices"]: s for s in results["scaling"] if "devices" in s}
@@ -86,6 +90,8 @@ def test_peer_scaling_and_files(smoke_run):
   assert "| kind | framework | devices | batch |" in table
   assert "| gan_train_step | jax | 1 | 8 |" in table and "| gan_train_step | jax | 2 | 8 |" in table
   assert "## gan_train_step on several devices" in table
+  if "torch_over_jax_onednn" in (peer["comparison"] or [{}])[0]:
+    assert "| PyTorch / JAX, oneDNN convolutions |" in table
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["config"]["batch_sizes"] == [8]
 

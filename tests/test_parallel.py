@@ -16,7 +16,8 @@ def test_equivalence_suite_on_8_devices():
   proc = run_module("pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/multidevice",
                     env=EIGHT_DEVICES, check=False, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-  assert "8 passed" in proc.stdout
+  # 9 tests; the oneDNN one is skipped where oneDNN is not installed.
+  assert "9 passed" in proc.stdout or ("8 passed, 1 skipped" in proc.stdout), proc.stdout[-3000:]
 
 
 def test_train_gan_smoke_on_8_devices(tmp_path, data_dir):

@@ -24,6 +24,7 @@ from jax.sharding import Mesh
 
 from jaxunlearn import parallel
 from jaxunlearn.benchmarking import Case
+from jaxunlearn.ops import onednn
 from jaxunlearn.train import gan as gan_lib
 
 
@@ -99,6 +100,16 @@ def _gan_train_step(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
 def _gan_train_step_plain_convtranspose(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
   config = setup.config.gan.copy_and_resolve_references()
   config.dcgan.conv_transpose = "plain"
+  return _gan_train_step(dataclasses.replace(setup, gan=gan_lib.make_gan(config)), batch_size, mesh)
+
+
+@register("gan_train_step_onednn",
+          "gan_train_step with conv_backend='onednn': every convolution (but G's image-layer "
+          "forward) on oneDNN's kernels through XLA's FFI (jaxunlearn/ops/onednn.py); 1 device")
+def _gan_train_step_onednn(setup: Setup, batch_size: int, mesh: Mesh) -> Case:
+  onednn.register()  # raises OnednnUnavailable (the kind is skipped) without oneDNN or g++
+  config = setup.config.gan.copy_and_resolve_references()
+  config.dcgan.conv_backend = "onednn"
   return _gan_train_step(dataclasses.replace(setup, gan=gan_lib.make_gan(config)), batch_size, mesh)
 
 

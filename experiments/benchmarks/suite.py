@@ -12,9 +12,13 @@ the fastest JAX mesh. It returns the results.json object;
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import subprocess
+import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -23,10 +27,12 @@ from experiments.benchmarks import kinds as kinds_lib
 from jaxunlearn import benchmarking as bm
 from jaxunlearn import parallel
 from jaxunlearn.errors import UserInputError
+from jaxunlearn.ops import onednn
 from jaxunlearn.train import gan as gan_lib
 from jaxunlearn.train import loop
 
 PEER = "torch:gan_train_step"
+ONEDNN = "gan_train_step_onednn"  # when selected, also compared with the peer
 MULTI_DEVICE = "gan_train_step@{}"  # gan_train_step on a mesh of the first n devices (n > 1)
 TIMING_METHOD = (
     "compile_s: lower + compile of the jitted step. Steady state: `warmup` untimed calls, then "
@@ -99,48 +105,59 @@ def _row(kind: str, framework: str, batch_size: int, timing: bm.Timing, *, devic
 
 
 class _Peer:
-  """The PyTorch peer, or the reason it is absent."""
+  """The PyTorch peer, served by a process of its own (torch_dcgan.serve), or why it is absent.
 
-  def __init__(self, config: ml_collections.ConfigDict, gan: gan_lib.GAN, jax_state):
-    self.module, self.reason, self.info = None, None, {"available": False}
+  In its own process PyTorch's OpenMP threads never share a runtime with XLA's threads or with
+  oneDNN's (conv_backend="onednn"): in one process the two slowed each other (NOTES.md, attempt 25).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, jax_state):
+    self.process, self.reason, self.info = None, None, {"available": False}
     if not config.torch_peer:
       self.reason = "disabled (config.torch_peer=False)"
       return
     if config.gan.r1_gamma > 0 or config.gan.ema_decay > 0:
       self.reason = "the peer has neither R1 nor EMA; set gan.r1_gamma = gan.ema_decay = 0"
       return
-    try:
-      import torch  # pylint: disable=g-import-not-at-top
-      from experiments.benchmarks import torch_dcgan  # pylint: disable=g-import-not-at-top
-    except ImportError as e:
-      self.reason = f"PyTorch is not installed ({e}); the peer was skipped"
+    if importlib.util.find_spec("torch") is None:
+      self.reason = "PyTorch is not installed; the peer was skipped"
       return
+    c = config.gan
+    self.channels = 1 if c.dataset == "mnist" else 3
+    gan = {"channels": self.channels, "g_width": c.dcgan.g_width, "d_width": c.dcgan.d_width,
+           "latent_dim": c.latent_dim, "learning_rate": c.optimizer.learning_rate,
+           "b1": c.optimizer.b1, "b2": c.optimizer.b2}
     threads = os.cpu_count() if config.torch_threads == -1 else int(config.torch_threads)
-    torch.set_num_threads(threads)
-    self.torch, self.module, self.config = torch, torch_dcgan, config
-    peer = self.make()
+    self.process = subprocess.Popen(
+        [sys.executable, "-m", "experiments.benchmarks.torch_dcgan"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(
+            os.path.dirname(os.path.abspath(__file__)))))
+    info = self._ask({"cmd": "info", "threads": threads, "gan": gan})
     count = lambda tree: sum(int(x.size) for x in jax.tree.leaves(tree))
     params = {"jax": {"generator": count(jax_state.g_params),
                       "discriminator": count(jax_state.d_params)},
-              "torch": {"generator": torch_dcgan.num_params(peer.g),
-                        "discriminator": torch_dcgan.num_params(peer.d)}}
+              "torch": info.pop("parameters")}
     if params["jax"] != params["torch"]:
       raise AssertionError(f"the PyTorch peer differs from the JAX DCGAN: parameters {params}")
-    self.info = {"available": True, "torch_version": torch.__version__,
-                 "torch_threads": torch.get_num_threads(), "parameters": params,
-                 "adam_fused": bool(peer.d_opt.defaults.get("fused"))}
+    self.info = {"available": True, **info, "parameters": params, "process": "separate"}
 
-  def make(self):
-    c = self.config.gan
-    return self.module.TorchGAN(
-        channels=1 if c.dataset == "mnist" else 3, g_width=c.dcgan.g_width,
-        d_width=c.dcgan.d_width, latent_dim=c.latent_dim, learning_rate=c.optimizer.learning_rate,
-        b1=c.optimizer.b1, b2=c.optimizer.b2)
+  def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+    self.process.stdin.write(json.dumps(request) + "\n")
+    self.process.stdin.flush()
+    line = self.process.stdout.readline()
+    if not line:
+      raise RuntimeError(f"the PyTorch peer process ended (exit code {self.process.wait()})")
+    return json.loads(line)
 
-  def runner(self, batch_size: int):
-    peer = self.make()
-    real = peer.real_batch(batch_size, 1 if self.config.gan.dataset == "mnist" else 3)
-    return lambda: peer.train_step(real)
+  def runner(self, batch_size: int) -> Callable[[], bm.ReportedCpuTime]:
+    """A fresh peer at this batch size; each call runs one of its train steps."""
+    self._ask({"cmd": "make", "batch_size": batch_size, "channels": self.channels})
+    return lambda: bm.ReportedCpuTime(self._ask({"cmd": "step"})["cpu_s"])
+
+  def close(self) -> None:
+    if self.process is not None:
+      self.process.stdin.close()
+      self.process.wait()
 
 
 def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
@@ -154,7 +171,7 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
   notice(f"float32 matmul {config.matmul_size}³: "
          f"{peaks['start']['flops_per_s_median'] / 1e9:.0f} GFLOP/s (median)")
   mesh = parallel.make_mesh(1)
-  peer = _Peer(config, gan, setup.gan_state(mesh))
+  peer = _Peer(config, setup.gan_state(mesh))
   if peer.reason:
     notice(f"PyTorch peer: {peer.reason}")
   rows, skipped, comparison = [], [], []
@@ -164,7 +181,8 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
     for kind in selected_kinds(config):
       try:
         runners[kind] = bm.prepare(kinds_lib.KINDS[kind].builder(setup, batch_size, mesh))
-      except (ImportError, AttributeError, TypeError) as e:  # a method module missing or changed
+      # A method module missing or changed, or an optional backend not installed:
+      except (ImportError, AttributeError, TypeError, onednn.OnednnUnavailable) as e:
         skipped.append({"kind": kind, "batch_size": batch_size,
                         "reason": f"{type(e).__name__}: {e}"})
         notice(f"{kind}: skipped ({type(e).__name__}: {e})")
@@ -172,7 +190,7 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
     for n in meshes:
       runners[MULTI_DEVICE.format(n)] = bm.prepare(kinds_lib.KINDS["gan_train_step"].builder(
           setup, batch_size, parallel.make_mesh(n)))
-    if "gan_train_step" in runners and peer.module is not None:
+    if "gan_train_step" in runners and peer.process is not None:
       runners[PEER] = peer.runner(batch_size)
     notice(f"B={batch_size}: timing {len(runners)} steps in {config.rounds} alternating rounds")
     timings = bm.measure(runners, warmup=config.warmup, iters=config.iters, rounds=config.rounds)
@@ -202,13 +220,19 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
       best = min(by_devices, key=by_devices.get)
       comparison[-1].update(jax_median_ms_by_devices=by_devices, jax_best_devices=best,
                             torch_over_jax_best=t["median_ms"] / by_devices[best])
+      if ONEDNN in group:
+        comparison[-1].update(jax_onednn_median_ms=group[ONEDNN]["median_ms"],
+                              torch_over_jax_onednn=t["median_ms"] / group[ONEDNN]["median_ms"])
       notice(f"  PyTorch / JAX = {comparison[-1]['torch_over_jax']:.2f} (1 device), "
-             f"{comparison[-1]['torch_over_jax_best']:.2f} (best: {best} device(s))")
+             f"{comparison[-1]['torch_over_jax_best']:.2f} (best: {best} device(s))"
+             + (f", {comparison[-1]['torch_over_jax_onednn']:.2f} (oneDNN convolutions)"
+                if ONEDNN in group else ""))
     if "gan_train_step" in runners:
       compiled_train[(1, batch_size)] = runners["gan_train_step"]
     for n in meshes:
       compiled_train[(n, batch_size)] = runners[MULTI_DEVICE.format(n)]
     del runners
+  peer.close()
   scaling = _scaling(config, setup, compiled_train, notice)
   peaks["end"] = bm.matmul_peak(config.matmul_size, iters=config.iters)
   # The machine's peak: the better of the two measurements (both medians, like the step times).
@@ -329,16 +353,24 @@ def markdown(results: dict[str, Any]) -> str:
   if not peer["available"]:
     lines.append(f"PyTorch peer skipped: {peer['reason']}")
   else:
-    lines += [f"PyTorch {peer['torch_version']}, {peer['torch_threads']} threads; parameters "
+    where = " in a process of its own" if peer.get("process") == "separate" else ""
+    lines += [f"PyTorch {peer['torch_version']}, {peer['torch_threads']} threads{where}; parameters "
               f"JAX {peer['parameters']['jax']}, PyTorch {peer['parameters']['torch']}.", "",
               "| batch | JAX ms | PyTorch ms | PyTorch / JAX (wall) | PyTorch / JAX (CPU time) "
               "| JAX ms by devices | PyTorch / JAX, best JAX mesh |",
               "|---:|---:|---:|---:|---:|---:|---:|"]
+    with_onednn = any("torch_over_jax_onednn" in c for c in peer["comparison"])
+    if with_onednn:
+      lines[-2] += " JAX ms, oneDNN convolutions | PyTorch / JAX, oneDNN convolutions |"
+      lines[-1] += "---:|---:|"
     for c in peer["comparison"]:
       by_devices = ", ".join(f"{n}: {ms:.1f}" for n, ms in c["jax_median_ms_by_devices"].items())
       lines.append(f"| {c['batch_size']} | {c['jax_median_ms']:.1f} | {c['torch_median_ms']:.1f} | "
                    f"{c['torch_over_jax']:.2f} | {c['torch_over_jax_cpu_time']:.2f} | "
                    f"{by_devices} | {c['torch_over_jax_best']:.2f} ({c['jax_best_devices']}) |")
+      if with_onednn:
+        lines[-1] += (f" {c['jax_onednn_median_ms']:.1f} | {c['torch_over_jax_onednn']:.2f} |"
+                      if "jax_onednn_median_ms" in c else " – | – |")
   if results["unlearn_vs_retrain"]:
     lines += ["", "## Unlearning step vs retraining step (same run, same batch size)", "",
               "| kind | batch | step ms | retrain kind | retrain step ms | ratio (wall) | "

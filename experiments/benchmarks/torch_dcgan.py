@@ -20,9 +20,17 @@ bookkeeping, not in cost: PyTorch's G updates its BN running statistics in the D
 pass as well (JAX discards them there).
 
 PyTorch is optional: importing this module raises ImportError without it.
+
+``python -m experiments.benchmarks.torch_dcgan`` serves the benchmark's peer in a process of its
+own (:func:`serve`), so that PyTorch's OpenMP runtime never shares a process with JAX's threads or
+with the oneDNN convolutions of ``conv_backend="onednn"`` (benchmarks/NOTES.md, attempt 25).
 """
 
 from __future__ import annotations
+
+import json
+import sys
+import time
 
 import torch
 from torch import nn
@@ -123,3 +131,39 @@ class TorchGAN:
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(batch_size, channels, 32, 32, generator=gen) * 2 - 1
     return x.contiguous(memory_format=self.memory_format)
+
+
+def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
+  """Answers one JSON request per line until stdin closes.
+
+  ``{"cmd": "info", "threads": T, "gan": {...TorchGAN kwargs}}`` sets the thread count and replies
+  with the versions and parameter counts; ``{"cmd": "make", "batch_size": B, "channels": C}``
+  builds a fresh peer and its fixed real batch; ``{"cmd": "step"}`` runs one training step and
+  replies with its process CPU seconds (``cpu_s``).
+  """
+  peer = real = None
+  kwargs = {}
+  for line in stdin:
+    request = json.loads(line)
+    if request["cmd"] == "info":
+      torch.set_num_threads(request["threads"])
+      kwargs = request["gan"]
+      probe = TorchGAN(**kwargs)
+      reply = {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
+               "parameters": {"generator": num_params(probe.g),
+                              "discriminator": num_params(probe.d)},
+               "adam_fused": bool(probe.d_opt.defaults.get("fused"))}
+    elif request["cmd"] == "make":
+      peer = TorchGAN(**kwargs)
+      real = peer.real_batch(request["batch_size"], request["channels"])
+      reply = {}
+    else:
+      cpu = time.process_time()
+      peer.train_step(real)
+      reply = {"cpu_s": time.process_time() - cpu}
+    stdout.write(json.dumps(reply) + "\n")
+    stdout.flush()
+
+
+if __name__ == "__main__":
+  serve()

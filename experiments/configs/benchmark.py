@@ -8,6 +8,9 @@ Variants:
   fastcpu   the default with the XLA:CPU flags that NOTES.md found fastest (YNNPACK convolutions
             off, so XLA's Eigen ones run; dots as oneDNN fusions) and the CPU split into one JAX
             device per core;
+  onednn    fastcpu, timing gan_train_step (XLA's convolutions, on 1 and 2 devices) and
+            gan_train_step_onednn (oneDNN's, jaxunlearn/ops/onednn.py, 1 device) beside the
+            PyTorch peer at batch 64 and 128 (NOTES.md, attempt 25);
   smoke     seconds on 2 CPU cores: tiny widths, one batch size, 2 timed calls (tests).
 
   End to end (unlearning vs retraining from scratch, whole runs in the same process; spec §9): set
@@ -68,6 +71,12 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.xla_flags = FAST_CPU_XLA_FLAGS
     c.cpu_devices = -1
     return c
+  if variant == "onednn":
+    c.xla_flags = FAST_CPU_XLA_FLAGS
+    c.cpu_devices = -1
+    c.kinds = "gan_train_step,gan_train_step_onednn"
+    c.batch_sizes = (64, 128)
+    return c
   if variant == "spec":
     c.gan.dcgan.g_width = 64
     c.gan.dcgan.d_width = 64
@@ -92,4 +101,4 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.end_to_end.cascaded = cascaded_unlearning.get_config("smoke")
     c.end_to_end.adapt_then_unlearn = adapt_then_unlearn.get_config("smoke")
     return c
-  raise ValueError(f"unknown variant {variant!r}; valid: '', 'fastcpu', 'spec', 'smoke'")
+  raise ValueError(f"unknown variant {variant!r}; valid: '', 'fastcpu', 'onednn', 'spec', 'smoke'")

@@ -12,7 +12,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = "dcgan"
   # conv_transpose: G's transposed-convolution formulation (jaxunlearn/models/layers.py FORMS):
   # "custom_vjp" (fast on XLA:CPU) or "plain" (lhs-dilated conv, XLA's autodiff; same parameters).
-  c.dcgan = ml_collections.ConfigDict({"g_width": 64, "d_width": 64, "conv_transpose": "custom_vjp"})
+  # conv_backend: "xla", or "onednn" (oneDNN's kernels through XLA's FFI, jaxunlearn/ops/onednn.py;
+  # optional packages, one JAX device per process; same parameters, same function).
+  c.dcgan = ml_collections.ConfigDict({"g_width": 64, "d_width": 64, "conv_transpose": "custom_vjp",
+                                       "conv_backend": "xla"})
   # model = "stylegan2" (jaxunlearn/models/stylegan2.py): mapping layers, rosinality's channel
   # table (multiplier, cap) and D's minibatch-stddev (off: each D score depends on its image only).
   c.stylegan2 = ml_collections.ConfigDict(

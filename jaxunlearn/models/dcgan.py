@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxunlearn.models import layers
 from jaxunlearn.models.layers import ConvTranspose
 
 _normal = nn.initializers.normal(0.02)
@@ -34,18 +35,20 @@ class Generator(nn.Module):
   width: int = 64
   dtype: jnp.dtype = jnp.float32
   conv_transpose: str = "custom_vjp"  # layers.FORMS; "plain" only to benchmark the other form
+  conv_backend: str = "xla"  # layers.BACKENDS; "onednn": oneDNN kernels (same function, same params)
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
     x = z.astype(self.dtype)[:, None, None, :]
     for i, (mult, stride, pad) in enumerate(((8, 1, 0), (4, 2, 1), (2, 2, 1))):
       x = ConvTranspose(self.width * mult, stride=stride, padding=pad, use_bias=False,
-                        form=self.conv_transpose, name=f"ConvTranspose_{i}")(x)
+                        form=self.conv_transpose, backend=self.conv_backend,
+                        name=f"ConvTranspose_{i}")(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                        scale_init=_bn_scale_init, dtype=self.dtype, name=f"BatchNorm_{i}")(x)
       x = nn.relu(x)
     x = ConvTranspose(self.channels, stride=2, padding=1, form=self.conv_transpose,
-                      name="ConvTranspose_3")(x)
+                      backend=self.conv_backend, name="ConvTranspose_3")(x)
     return jnp.tanh(x).astype(jnp.float32)
 
 
@@ -53,13 +56,17 @@ class Discriminator(nn.Module):
   """DCGAN discriminator D_φ: (N, 32, 32, C) -> (N,) raw logits, no batch statistics."""
   width: int = 64
   dtype: jnp.dtype = jnp.float32
+  conv_backend: str = "xla"  # layers.BACKENDS
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
+    layers.check_backend("custom_vjp", self.conv_backend)
+    conv = {"conv_general_dilated": layers.conv_general_dilated} if self.conv_backend == "onednn" else {}
     x = x.astype(self.dtype)
     for i, mult in enumerate((2, 4, 8)):
       x = nn.Conv(self.width * mult, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-                  kernel_init=_normal, dtype=self.dtype, name=f"Conv_{i}")(x)
+                  kernel_init=_normal, dtype=self.dtype, name=f"Conv_{i}", **conv)(x)
       x = nn.leaky_relu(x, 0.2)
-    x = nn.Conv(1, (4, 4), padding="VALID", kernel_init=_normal, dtype=self.dtype, name="Conv_3")(x)
+    x = nn.Conv(1, (4, 4), padding="VALID", kernel_init=_normal, dtype=self.dtype, name="Conv_3",
+                **conv)(x)
     return x.reshape(x.shape[0]).astype(jnp.float32)

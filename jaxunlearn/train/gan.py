@@ -227,8 +227,8 @@ def make_train_step(config, gan: GAN
 def make_gan(config) -> GAN:
   """Builds the :class:`GAN` collaborator from a config (see experiments/configs).
 
-  ``config.model``: 'dcgan' (widths and G's transposed-convolution form from ``config.dcgan``;
-  configs saved before the form existed mean "custom_vjp") or 'stylegan2' (at the model
+  ``config.model``: 'dcgan' (widths, G's transposed-convolution form and the convolution backend
+  from ``config.dcgan``; configs saved before these existed mean "custom_vjp" and "xla") or 'stylegan2' (at the model
   resolution, style_dim = ``config.latent_dim``; ``config.stylegan2`` gives n_mlp,
   channel_multiplier, channel_max and mbstd).
   """
@@ -237,10 +237,11 @@ def make_gan(config) -> GAN:
   channels = 1 if config.dataset == "mnist" else 3
   if config.model == "dcgan":
     form = config.dcgan.get("conv_transpose", "custom_vjp")
-    if form not in layers.FORMS:
-      raise UserInputError(f"unknown dcgan.conv_transpose {form!r}; valid: {', '.join(layers.FORMS)}")
-    generator = dcgan.Generator(channels=channels, width=config.dcgan.g_width, conv_transpose=form)
-    discriminator = dcgan.Discriminator(width=config.dcgan.d_width)
+    backend = config.dcgan.get("conv_backend", "xla")
+    layers.check_backend(form, backend)
+    generator = dcgan.Generator(channels=channels, width=config.dcgan.g_width, conv_transpose=form,
+                                conv_backend=backend)
+    discriminator = dcgan.Discriminator(width=config.dcgan.d_width, conv_backend=backend)
   elif config.model == "stylegan2":
     sg = config.stylegan2
     widths = {"channel_multiplier": sg.channel_multiplier, "channel_max": sg.channel_max}

@@ -35,7 +35,8 @@ from jaxunlearn.errors import NonFiniteError, UserInputError
 from jaxunlearn.train import gan as gan_lib
 
 ARCH_KEYS = ("model", "dataset", "latent_dim")
-FORMULATION_KEYS = ("conv_transpose",)  # dcgan.conv_transpose: same parameters, same function
+# dcgan.conv_transpose and dcgan.conv_backend: same parameters, same function.
+FORMULATION_KEYS = ("conv_transpose", "conv_backend")
 
 
 @dataclasses.dataclass(frozen=True)

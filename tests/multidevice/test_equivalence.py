@@ -34,10 +34,11 @@ GLOBAL_BATCH = 16
 IMAGE_SHAPE = (32, 32, 1)
 
 
-def _gan():
+def _gan(conv_backend: str = "xla"):
   config = ml_collections.ConfigDict(dict(
       model="dcgan", dataset="mnist", latent_dim=16, r1_gamma=1.0, ema_decay=0.9,
-      optimizer=dict(learning_rate=1e-3, b1=0.5, b2=0.999), dcgan=dict(g_width=4, d_width=4)))
+      optimizer=dict(learning_rate=1e-3, b1=0.5, b2=0.999),
+      dcgan=dict(g_width=4, d_width=4, conv_backend=conv_backend)))
   return gan_lib.make_gan(config)
 
 
@@ -65,10 +66,10 @@ def _run(step_fn, mesh, state, batches, key, *consts, first_step=0):
   return jax.device_get(state), history
 
 
-def _assert_8_equals_1(step_fn, state, batches, *consts):
+def _assert_8_equals_1(step_fn, state, batches, *consts, tol=None):
   one = _run(step_fn, parallel.make_mesh(1), state, batches, jax.random.key(1), *consts)
   eight = _run(step_fn, parallel.make_mesh(8), state, batches, jax.random.key(1), *consts)
-  chex.assert_trees_all_close(eight, one, **TOL)
+  chex.assert_trees_all_close(eight, one, **(tol or TOL))
   return one
 
 
@@ -80,13 +81,33 @@ def test_train_steps_on_8_devices_equal_1_device():
   assert {"d_loss", "g_loss"} <= set(history[0])
 
 
+def test_onednn_train_step_on_8_devices_equals_1_device():
+  """conv_backend='onednn' (with R1: second derivatives): XLA gathers each custom call's operands
+  onto every device (slow, so the backend is meant for one device), and the result must still be
+  the 1-device one."""
+  from jaxunlearn.ops import onednn  # pylint: disable=g-import-not-at-top
+  try:
+    onednn.register()
+  except onednn.OnednnUnavailable as e:
+    pytest.skip(str(e))
+  gan = _gan("onednn")
+  state = gan.init(jax.random.key(0), IMAGE_SHAPE)
+  _assert_8_equals_1(functools.partial(gan_lib.train_step, gan=gan), state, _batches(2))
+
+
 def test_stylegan2_train_step_with_lazy_regularizers_on_8_devices_equals_1_device():
-  """Steps 0 and 1 of the smoke config: plain, then lazy R1 + path length (every 2 steps)."""
+  """Steps 0 and 1 of the smoke config: plain, then lazy R1 + path length (every 2 steps).
+
+  Tolerance 10x the others': the 8-device reductions round differently, and Adam's first steps
+  divide each gradient by its own magnitude, so an element with a near-zero gradient carries that
+  rounding into its update (seen on an Intel Xeon host: 1 of 2,048 weights off by 4.3e-5).
+  """
   from experiments.configs import mnist_stylegan2  # pylint: disable=g-import-not-at-top
   config = mnist_stylegan2.get_config("smoke")
   gan = gan_lib.make_gan(config)
   state = gan.init(jax.random.key(0), IMAGE_SHAPE)
-  _, history = _assert_8_equals_1(gan_lib.make_train_step(config, gan), state, _batches(2))
+  _, history = _assert_8_equals_1(gan_lib.make_train_step(config, gan), state, _batches(2),
+                                  tol=dict(rtol=1e-3, atol=1e-4))
   assert history[0]["r1"] == 0 and history[1]["r1"] > 0 and history[1]["pl_penalty"] != 0
 
 

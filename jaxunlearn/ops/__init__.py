@@ -1,0 +1,1 @@
+"""Operations compiled outside XLA and called through its FFI (optional backends)."""
