@@ -62,7 +62,7 @@ TABLE = [
      "batch_size=12 does not divide by the 8 devices", EIGHT_DEVICES),
     ("unwritable workdir", GAN, [GAN_SMOKE, "--workdir={tmp}/a_file/w"], "not writable", None),
     ("unknown config field", GAN, [GAN_SMOKE, "--config.dcgan.depth=3"],
-     "--config.dcgan has no field 'depth'; valid fields: conv_transpose, d_width, g_width", None),
+     "--config.dcgan has no field 'depth'; valid fields: conv_backend, conv_transpose, d_width, g_width", None),
     ("unknown config field (ATU)", ATU, [ATU_SMOKE, "--config.repulsion.strength=3"],
      "--config.repulsion has no field 'strength'", None),
     ("unknown repulsion", ATU, [ATU_SMOKE, "--pretrained={gan}", "--forget=class:3",
