@@ -14,7 +14,7 @@ import pytest
 from experiments.configs import mnist_dcgan
 from jaxunlearn.errors import UserInputError
 from jaxunlearn.models import Discriminator, Generator, conv_transpose, layers
-from jaxunlearn.ops import onednn
+from jaxunlearn.ops import onednn, xla_conv
 from jaxunlearn.train import gan as gan_lib
 
 try:
@@ -24,11 +24,6 @@ except onednn.OnednnUnavailable as e:
 
 PAD = ((1, 1), (1, 1))
 VALID = ((0, 0), (0, 0))
-
-
-def _lax_conv(x, w, stride, padding):
-  return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def _assert_value_and_grads_match(fn, reference, *args, atol=1e-4):
@@ -50,9 +45,9 @@ def test_conv_matches_xla(size, c_in, c_out, stride, padding):
   x = jax.random.normal(jax.random.key(0), (3, size, size, c_in))
   w = 0.3 * jax.random.normal(jax.random.key(1), (4, 4, c_in, c_out))
   chex.assert_shape(onednn.conv(x, w, stride, padding),
-                    onednn.conv_output_shape(x.shape, w.shape, stride, padding))
+                    xla_conv.conv_output_shape(x.shape, w.shape, stride, padding))
   _assert_value_and_grads_match(lambda a, b: onednn.conv(a, b, stride, padding),
-                                lambda a, b: _lax_conv(a, b, stride, padding), x, w)
+                                lambda a, b: xla_conv.strided_conv(a, b, stride, padding), x, w)
 
 
 # The generator's upsampling layers: many result channels (oneDNN's backward-data kernel) and one
@@ -72,7 +67,7 @@ def test_second_derivatives_match_xla(op):
   """An R1-style penalty, |∂L/∂x|², differentiated again: conv_weight_grad's own VJP at work."""
   if op == "conv":
     x, w = jax.random.normal(jax.random.key(0), (2, 8, 8, 3)), jax.random.normal(jax.random.key(1), (4, 4, 3, 5))
-    fns = (lambda a, b: onednn.conv(a, b, 2, PAD), lambda a, b: _lax_conv(a, b, 2, PAD))
+    fns = (lambda a, b: onednn.conv(a, b, 2, PAD), lambda a, b: xla_conv.strided_conv(a, b, 2, PAD))
   else:
     x, w = jax.random.normal(jax.random.key(0), (2, 4, 4, 5)), jax.random.normal(jax.random.key(1), (4, 4, 3, 5))
     fns = (lambda a, b: conv_transpose(a, b, 2, PAD, backend="onednn"),

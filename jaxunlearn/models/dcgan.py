@@ -61,7 +61,8 @@ class Discriminator(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     layers.check_backend("custom_vjp", self.conv_backend)
-    conv = {"conv_general_dilated": layers.conv_general_dilated} if self.conv_backend == "onednn" else {}
+    onednn = self.conv_backend == "onednn"
+    conv = {"conv_general_dilated": layers.conv_general_dilated} if onednn else {}
     x = x.astype(self.dtype)
     for i, mult in enumerate((2, 4, 8)):
       x = nn.Conv(self.width * mult, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),

@@ -35,9 +35,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxunlearn.errors import UserInputError
-from jaxunlearn.ops import onednn
+from jaxunlearn.ops import onednn, xla_conv
 
-_DIMS = ("NHWC", "HWIO", "NHWC")
 FORMS = ("custom_vjp", "plain")
 BACKENDS = ("xla", "onednn")
 
@@ -51,19 +50,6 @@ def check_backend(form: str, backend: str) -> None:
   if backend == "onednn" and form != "custom_vjp":
     raise UserInputError("conv_backend 'onednn' computes the 'custom_vjp' form only; "
                          f"got conv_transpose {form!r}")
-
-
-def _strided_conv(y: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array:
-  """Ordinary convolution C(y; w): (N, H', W', C_out) x (k, k, C_out, C_in) -> (N, H, W, C_in)."""
-  return jax.lax.conv_general_dilated(y, w, (stride, stride), padding, dimension_numbers=_DIMS)
-
-
-def _output_spec(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.ShapeDtypeStruct:
-  n, h, wd, _ = x.shape
-  k = w.shape[0]
-  (pl, ph), (ql, qh) = padding
-  return jax.ShapeDtypeStruct((n, (h - 1) * stride + k - pl - ph, (wd - 1) * stride + k - ql - qh,
-                               w.shape[2]), x.dtype)
 
 
 def conv_transpose(x: jax.Array, w: jax.Array, stride: int, padding,
@@ -84,7 +70,7 @@ def conv_transpose(x: jax.Array, w: jax.Array, stride: int, padding,
   """
   check_backend(form, backend)
   if form == "plain":
-    return _transpose_of_strided_conv(x, w, stride, padding)
+    return xla_conv.transpose_of_strided_conv(x, w, stride, padding)
   padding = tuple(map(tuple, padding))
   if x.shape[1:3] == (1, 1) and padding == ((0, 0), (0, 0)):
     return jnp.einsum("nc,hwoc->nhwo", x[:, 0, 0, :], w)
@@ -103,7 +89,7 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
   """
   del precision  # oneDNN computes in float32
   strides = tuple(window_strides)
-  expected = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMS)
+  expected = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, xla_conv.DIMS)
   if dimension_numbers is not None and dimension_numbers != expected:
     raise UserInputError(f"conv_backend 'onednn' takes NHWC/HWIO convolutions; got {dimension_numbers}")
   if (len(strides) != 2 or strides[0] != strides[1] or feature_group_count != 1
@@ -118,17 +104,10 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
   return onednn.conv(lhs, rhs, strides[0], tuple(map(tuple, padding)))
 
 
-def _transpose_of_strided_conv(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array:
-  """Cᵀ(x; w) as the linear transpose of C: an lhs-dilated convolution (JAX differentiates it)."""
-  spec = _output_spec(x, w, stride, padding)
-  (y,) = jax.linear_transpose(lambda y_: _strided_conv(y_, w, stride, padding), spec)(x)
-  return y
-
-
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_transpose_by_vjp(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array:
   """:func:`conv_transpose` as the linear transpose of a strided conv, with its own VJP."""
-  return _transpose_of_strided_conv(x, w, stride, padding)
+  return xla_conv.transpose_of_strided_conv(x, w, stride, padding)
 
 
 def _conv_transpose_fwd(x, w, stride, padding):
@@ -137,8 +116,8 @@ def _conv_transpose_fwd(x, w, stride, padding):
 
 def _conv_transpose_bwd(stride, padding, residuals, g):
   x, w = residuals
-  grad_x = _strided_conv(g, w, stride, padding)
-  _, weight_vjp = jax.vjp(lambda w_: _strided_conv(g, w_, stride, padding), w)
+  grad_x = xla_conv.strided_conv(g, w, stride, padding)
+  _, weight_vjp = jax.vjp(lambda w_: xla_conv.strided_conv(g, w_, stride, padding), w)
   (grad_w,) = weight_vjp(x)
   return grad_x, grad_w
 

@@ -40,6 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn.errors import UserInputError
+from jaxunlearn.ops import xla_conv
+from jaxunlearn.ops.xla_conv import Padding
 
 _SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
 _HANDLERS = {"fwd": "JaxunlearnOnednnConvForward",
@@ -47,9 +49,6 @@ _HANDLERS = {"fwd": "JaxunlearnOnednnConvForward",
              "bwd_weights": "JaxunlearnOnednnConvBackwardWeights"}
 _INSTALL_HINT = ("pip install onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0 (or set "
                  "JAXUNLEARN_ONEDNN_ROOT to a folder with include/oneapi/dnnl and lib/libdnnl.so)")
-
-Padding = tuple[tuple[int, int], tuple[int, int]]
-
 
 class OnednnUnavailable(UserInputError):
   """``conv_backend="onednn"`` was asked for where oneDNN or a C++ compiler is missing."""
@@ -123,28 +122,12 @@ def _check(x: jax.Array, w: jax.Array) -> None:
     raise UserInputError(f"conv_backend 'onednn' computes in float32 only; got {x.dtype}, {w.dtype}")
 
 
-def conv_output_shape(x_shape, w_shape, stride: int, padding: Padding) -> tuple[int, int, int, int]:
-  """Shape of C(x; w): (N, (H + pads - KH) // stride + 1, ..., C_out)."""
-  n, h, wd, _ = x_shape
-  kh, kw, _, c_out = w_shape
-  (top, bottom), (left, right) = padding
-  return n, (h + top + bottom - kh) // stride + 1, (wd + left + right - kw) // stride + 1, c_out
-
-
-def conv_transpose_output_shape(x_shape, w_shape, stride: int,
-                                padding: Padding) -> tuple[int, int, int, int]:
-  """Shape of Cᵀ(x; w): (N, (H - 1)·stride + KH - pads, ..., C_in)."""
-  n, h, wd, _ = x_shape
-  kh, kw, c_in, _ = w_shape
-  (top, bottom), (left, right) = padding
-  return n, (h - 1) * stride + kh - top - bottom, (wd - 1) * stride + kw - left - right, c_in
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv(x: jax.Array, w: jax.Array, stride: int, padding: Padding) -> jax.Array:
   """C(x; w): x (N, H, W, C_in), w (KH, KW, C_in, C_out) -> (N, H', W', C_out)."""
   _check(x, w)
-  return _call("fwd", conv_output_shape(x.shape, w.shape, stride, padding), x, w, stride, padding)
+  out_shape = xla_conv.conv_output_shape(x.shape, w.shape, stride, padding)
+  return _call("fwd", out_shape, x, w, stride, padding)
 
 
 def _conv_fwd(x, w, stride, padding):
@@ -166,15 +149,12 @@ def conv_transpose(x: jax.Array, w: jax.Array, stride: int, padding: Padding) ->
 
   With a single result channel (C_in = 1: the generator's image layer) oneDNN 3.2's backward-data
   kernel is 2-3x slower than XLA's (benchmarks/NOTES.md, attempt 25), so that forward is left to
-  XLA as the linear transpose of ``lax.conv_general_dilated``; its VJP still runs on oneDNN.
+  XLA (:func:`xla_conv.transpose_of_strided_conv`); its VJP still runs on oneDNN.
   """
   _check(x, w)
-  out_shape = conv_transpose_output_shape(x.shape, w.shape, stride, padding)
   if w.shape[2] == 1:
-    strided = lambda y: jax.lax.conv_general_dilated(y, w, (stride, stride), padding,
-                                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    (y,) = jax.linear_transpose(strided, jax.ShapeDtypeStruct(out_shape, x.dtype))(x)
-    return y
+    return xla_conv.transpose_of_strided_conv(x, w, stride, padding)
+  out_shape = xla_conv.transpose_output_shape(x.shape, w.shape, stride, padding)
   return _call("bwd_data", out_shape, x, w, stride, padding)
 
 
