@@ -31,30 +31,11 @@ def pytest_configure(config):
   once per session. Compilations down to 0.2 s are cached (JAX's default floor is 1 s). The folder
   is removed when the session ends; nothing outlives a run, so a test never sees a stale entry.
   """
-  if hasattr(config, "workerinput"):
-    return
-  _compile_fast()
-  if _CACHE_ENV in os.environ:
+  if hasattr(config, "workerinput") or _CACHE_ENV in os.environ:
     return
   config._jaxunlearn_cache_dir = tempfile.mkdtemp(prefix="jaxunlearn-jit-cache-")  # pylint: disable=protected-access
   os.environ[_CACHE_ENV] = config._jaxunlearn_cache_dir  # pylint: disable=protected-access
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
-
-
-_FAST_COMPILE = "--xla_backend_optimization_level=0"
-
-
-def _compile_fast() -> None:
-  """Compiles the session's tiny test programs at XLA's backend optimization level 0.
-
-  Most of the suite's time is compilation, not running: level 0 compiled a subset of the
-  entry-point tests 14 % faster on the session-13 host, at the cost of slower steps, which smoke
-  configs barely take. A user's own XLA_FLAGS come first; an optimization level set there wins. The
-  8-device equivalence suite keeps the default level (tests/test_parallel.py).
-  """
-  flags = os.environ.get("XLA_FLAGS", "")
-  if "xla_backend_optimization_level" not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} {_FAST_COMPILE}".strip()
 
 
 def pytest_unconfigure(config):
@@ -78,15 +59,9 @@ def data_dir() -> str:
 
 
 def run_module(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
-               check: bool = True, session_xla_flags: bool = True) -> subprocess.CompletedProcess:
-  """Runs ``python -m module args`` from the repo root; returns the completed process.
-
-  XLA_FLAGS in ``env`` are appended to the session's (:func:`_compile_fast`), or replace them
-  when ``session_xla_flags`` is False.
-  """
+               check: bool = True) -> subprocess.CompletedProcess:
+  """Runs ``python -m module args`` from the repo root; returns the completed process."""
   full_env = {**os.environ, **(env or {})}
-  if env and "XLA_FLAGS" in env and session_xla_flags:
-    full_env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {env['XLA_FLAGS']}".strip()
   data = local_data_dir()
   if data is not None:
     full_env.setdefault("JAXUNLEARN_DATA_DIR", data)

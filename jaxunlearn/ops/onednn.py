@@ -50,16 +50,17 @@ _HANDLERS = {"fwd": "JaxunlearnOnednnConvForward",
 _INSTALL_HINT = ("pip install onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0 (or set "
                  "JAXUNLEARN_ONEDNN_ROOT to a folder with include/oneapi/dnnl and lib/libdnnl.so)")
 
+
 class OnednnUnavailable(UserInputError):
   """``conv_backend="onednn"`` was asked for where oneDNN or a C++ compiler is missing."""
 
 
 def onednn_root() -> pathlib.Path:
-  """The folder holding oneDNN's ``include/`` and ``lib/``; raises UserInputError if absent."""
+  """The folder holding oneDNN's ``include/`` and ``lib/``; raises OnednnUnavailable if absent."""
   root = pathlib.Path(os.environ.get("JAXUNLEARN_ONEDNN_ROOT", sys.prefix))
   if not (root / "include/oneapi/dnnl/dnnl.hpp").is_file() or not (root / "lib/libdnnl.so").exists():
-    raise OnednnUnavailable(f"conv_backend 'onednn' needs oneDNN's headers and library under {root}: "
-                         f"{_INSTALL_HINT}")
+    raise OnednnUnavailable(f"conv_backend 'onednn' needs oneDNN's headers and library under "
+                            f"{root}: {_INSTALL_HINT}")
   return root
 
 
@@ -73,8 +74,8 @@ def build_library() -> pathlib.Path:
   root = onednn_root()
   compiler = shutil.which(os.environ.get("CXX", "g++"))
   if compiler is None:
-    raise OnednnUnavailable("conv_backend 'onednn' compiles a small C++ library on first use and "
-                         "needs g++ (or $CXX) on PATH")
+    raise OnednnUnavailable("conv_backend 'onednn' compiles a small C++ library on first use "
+                            "and needs g++ (or $CXX) on PATH")
   key = hashlib.sha256(_SOURCE.read_bytes() + jax.__version__.encode() + str(root).encode())
   target = _cache_dir() / f"libjaxunlearn_onednn_conv-{key.hexdigest()[:16]}.so"
   if target.exists():

@@ -255,12 +255,14 @@ def test_make_train_step_binds_lazy_adam_and_the_config_regularizers():
 # ------------------------------------------------------------------------------------------------
 
 SMOKE = "--config=experiments/configs/mnist_stylegan2.py:smoke"
+FAST_COMPILE = {"XLA_FLAGS": "--xla_backend_optimization_level=0"}
 
 
 @pytest.fixture(scope="module")
 def sg2_gan(tmp_path_factory, data_dir) -> str:
   workdir = str(tmp_path_factory.mktemp("sg2_gan"))
-  run_module("experiments.train_gan", f"--workdir={workdir}", SMOKE, f"--data_dir={data_dir}")
+  run_module("experiments.train_gan", f"--workdir={workdir}", SMOKE, f"--data_dir={data_dir}",
+             env=FAST_COMPILE)
   return workdir
 
 
@@ -289,7 +291,7 @@ def test_train_gan_smoke_writes_results_and_resumes(sg2_gan, data_dir, tmp_path)
   os.remove(os.path.join(resumed, "results.json"))
   shutil.rmtree(os.path.join(resumed, "checkpoints", "6"))
   proc = run_module("experiments.train_gan", f"--workdir={resumed}", SMOKE,
-                    f"--data_dir={data_dir}")
+                    f"--data_dir={data_dir}", env=FAST_COMPILE)
   assert "resuming from the checkpoint at step 4" in proc.stderr
   chex.assert_trees_all_close(_state(resumed), _state(sg2_gan), rtol=1e-5, atol=1e-6)
   assert [json.loads(line)["step"] for line in open(os.path.join(resumed, "metrics.jsonl"))] == [
@@ -312,7 +314,7 @@ def test_cascaded_unlearning_runs_on_stylegan2(sg2_gan, tmp_path):
   workdir = str(tmp_path / "cascaded")
   run_module("experiments.cascaded_unlearning", f"--pretrained={sg2_gan}", "--forget=items:7",
              f"--workdir={workdir}", "--config=experiments/configs/cascaded_unlearning.py:smoke",
-             "--config.substitution.selection=random")
+             "--config.substitution.selection=random", env=FAST_COMPILE)
   results = json.load(open(os.path.join(workdir, "results.json")))
   assert results["method"] == "cascaded" and results["num_forget"] == 7
   mesh = parallel.make_mesh(1)
@@ -332,7 +334,7 @@ def test_adapt_then_unlearn_runs_on_stylegan2_with_the_official_ewc_set(sg2_gan,
   run_module("experiments.adapt_then_unlearn", f"--workdir={workdir}", f"--pretrained={sg2_gan}",
              f"--feedback_classifier={classifier}", "--forget=class:8", "--repulsion=el2",
              "--num_adapted=2", "--config=experiments/configs/adapt_then_unlearn.py:smoke",
-             f"--config.ewc.param_filter={sg.SYNTHESIS_CONVS_REGEX}")
+             f"--config.ewc.param_filter={sg.SYNTHESIS_CONVS_REGEX}", env=FAST_COMPILE)
   results = json.load(open(os.path.join(workdir, "results.json")))
   assert results["method"] == "adapt_then_unlearn" and results["forget_classes"] == [8]
   fisher = results["atu"]["fisher"]
