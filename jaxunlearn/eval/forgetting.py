@@ -7,7 +7,6 @@ argmax_y p(y|x) of shape (N,) or softmax probabilities p(y|x) of shape (N, C).
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 
 def _labels(predicted_labels: np.ndarray) -> np.ndarray:
@@ -64,6 +63,7 @@ def classifier_score(probs: np.ndarray, num_splits: int = 10) -> tuple[float, fl
   The Inception-score formula on the `eval` classifier's softmax (not IS). The N samples are cut into
   `num_splits` contiguous splits; returns (mean, std) over splits. The range is [1, C].
   """
+  from scipy import special  # pylint: disable=g-import-not-at-top  # here: scipy is slow to import
   p = _probs(probs)
   if not 1 <= num_splits <= p.shape[0]:
     raise ValueError(f"num_splits must be in [1, N={p.shape[0]}]; got {num_splits}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 
 def _scores(x: np.ndarray, name: str) -> np.ndarray:
@@ -21,6 +20,7 @@ def _scores(x: np.ndarray, name: str) -> np.ndarray:
 
 def _auc_from_ranks(member: np.ndarray, nonmember: np.ndarray) -> np.ndarray:
   """Mann–Whitney AUC along the last axis; mid-ranks make ties count 1/2."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top  # here: ~1 s at import
   n, m = member.shape[-1], nonmember.shape[-1]
   ranks = stats.rankdata(np.concatenate([member, nonmember], axis=-1), axis=-1)
   u = ranks[..., :n].sum(axis=-1) - n * (n + 1) / 2
