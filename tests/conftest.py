@@ -23,7 +23,7 @@ _CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
 
 
 def pytest_configure(config):
-  """Gives the whole test session one fresh JAX persistent compilation cache.
+  """Gives the whole test session XLA's optimization level 1 and one fresh JAX compilation cache.
 
   The controller sets ``JAX_COMPILATION_CACHE_DIR`` (unless the user set it) before pytest-xdist
   spawns its workers, so the workers and every entry point they start in a subprocess inherit it:
@@ -31,11 +31,31 @@ def pytest_configure(config):
   once per session. Compilations down to 0.2 s are cached (JAX's default floor is 1 s). The folder
   is removed when the session ends; nothing outlives a run, so a test never sees a stale entry.
   """
-  if hasattr(config, "workerinput") or _CACHE_ENV in os.environ:
+  if hasattr(config, "workerinput"):
+    return
+  _compile_at_level_1()
+  if _CACHE_ENV in os.environ:
     return
   config._jaxunlearn_cache_dir = tempfile.mkdtemp(prefix="jaxunlearn-jit-cache-")  # pylint: disable=protected-access
   os.environ[_CACHE_ENV] = config._jaxunlearn_cache_dir  # pylint: disable=protected-access
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+
+_LEVEL_1 = "--xla_backend_optimization_level=1"
+
+
+def _compile_at_level_1() -> None:
+  """Compiles the session's programs at XLA's backend optimization level 1 (the default is 2).
+
+  The suite's time is mostly compilation of tiny programs. Measured on the session-14 Intel Xeon
+  host: level 1 compiled a smoke DCGAN train step in 2.6–3.0 s instead of 3.7 s and a small
+  ResNet's jitted ``init`` in 1.7 s instead of 6.5 s, and ran the step as fast (15–16 ms); level 0
+  compiles little faster still but ran the step 6x slower (106 ms). A user's own XLA_FLAGS come
+  first; an optimization level set there wins.
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "xla_backend_optimization_level" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} {_LEVEL_1}".strip()
 
 
 def pytest_unconfigure(config):
@@ -60,8 +80,13 @@ def data_dir() -> str:
 
 def run_module(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
                check: bool = True) -> subprocess.CompletedProcess:
-  """Runs ``python -m module args`` from the repo root; returns the completed process."""
+  """Runs ``python -m module args`` from the repo root; returns the completed process.
+
+  XLA_FLAGS in ``env`` are appended to the session's (:func:`_compile_at_level_1`).
+  """
   full_env = {**os.environ, **(env or {})}
+  if env and "XLA_FLAGS" in env:
+    full_env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {env['XLA_FLAGS']}".strip()
   data = local_data_dir()
   if data is not None:
     full_env.setdefault("JAXUNLEARN_DATA_DIR", data)

@@ -227,25 +227,24 @@ def _check_run(workdir, smoke_gan, data_dir, forget):
 
 
 def test_item_run_end_to_end(smoke_gan, feedback, data_dir, tmp_path):
-  workdir = tmp_path / "item"
+  """An item run that stores D's features in a feature cache; a later request reads them and picks
+  the same substitutes (the uncached default runs in test_parallel and the quickstart test)."""
+  workdir, cache = tmp_path / "item", tmp_path / "features"
   run_module("experiments.cascaded_unlearning",
-             *_args(smoke_gan, workdir, "items:5", f"--feedback_classifier={feedback}"),
-             env=TWO_DEVICES)
+             *_args(smoke_gan, workdir, "items:5", f"--feedback_classifier={feedback}",
+                    f"--config.substitution.feature_cache={cache}"), env=TWO_DEVICES)
   results, _, positions = _check_run(str(workdir), smoke_gan, data_dir, "items:5")
   assert results["mode"] == "item" and results["stop"]["rule"] == "d_logit_auc_cal"
   assert results["schedule"]["forget_batch"] == 6 and len(results["devices"]) == 2
   assert results["substitution"]["selection"] == "nearest"
-  assert results["substitution"]["features"] == "computed"
-  # With a feature cache: the first request stores D's features, the next reads them; both pick
-  # the substitutes of the uncached run.
-  cache = tmp_path / "features"
-  for name, source in (("cold", "computed, stored"), ("warm", "cache")):
-    run_module("experiments.cascaded_unlearning",
-               *_args(smoke_gan, tmp_path / name, "items:5", f"--feedback_classifier={feedback}",
-                      f"--config.substitution.feature_cache={cache}",
-                      "--config.schedule.max_rounds=1"), env=TWO_DEVICES)
-    assert _results(tmp_path / name)["substitution"]["features"] == source
-    np.testing.assert_array_equal(_positions(tmp_path / name, 1), positions)
+  assert results["substitution"]["features"] == "computed, stored"
+  warm = tmp_path / "warm"
+  run_module("experiments.cascaded_unlearning",
+             *_args(smoke_gan, warm, "items:5", f"--feedback_classifier={feedback}",
+                    f"--config.substitution.feature_cache={cache}",
+                    "--config.schedule.max_rounds=1"), env=TWO_DEVICES)
+  assert _results(warm)["substitution"]["features"] == "cache"
+  np.testing.assert_array_equal(_positions(warm, 1), positions)
   assert len(os.listdir(cache)) == 1
 
 
