@@ -65,6 +65,8 @@ def test_peer_scaling_and_files(smoke_run):
   workdir, results = smoke_run
   peer = results["peer"]
   assert results["machine"]["device_count"] == 2 and O0 in results["machine"]["xla_flags"]
+  assert {"cpu", "jax", "jaxlib", "load_average_start", "load_average_end"} <= set(
+      results["machine"]) and "load_average" not in results["machine"]
   two = [r for r in results["rows"] if r["devices"] == 2]
   assert [(r["kind"], r["batch_size"]) for r in two] == [("gan_train_step", 8)]
   if peer["available"]:

@@ -26,6 +26,7 @@ import ml_collections
 from experiments.benchmarks import kinds as kinds_lib
 from jaxunlearn import benchmarking as bm
 from jaxunlearn import parallel
+from jaxunlearn import runs
 from jaxunlearn.errors import UserInputError
 from jaxunlearn.ops import onednn
 from jaxunlearn.train import gan as gan_lib
@@ -245,16 +246,22 @@ def run(config: ml_collections.ConfigDict, notice=print) -> dict[str, Any]:
       "unlearn_vs_retrain": _unlearn_vs_retrain(rows),
       "scaling": scaling,
       "matmul_peak": {**peaks, "reference_flops_per_s": peak},
-      "machine": {"cpu_count": os.cpu_count(), "load_average_start": load_start,
-                  "load_average_end": os.getloadavg(), "backend": jax.default_backend(),
-                  "device_kind": jax.devices()[0].device_kind, "device_count": jax.device_count(),
-                  "xla_flags": os.environ.get("XLA_FLAGS", "")},
+      "machine": _machine(load_start),
       "parameters": {"generator_width": config.gan.dcgan.g_width,
                      "discriminator_width": config.gan.dcgan.d_width,
                      "latent_dim": config.gan.latent_dim, "dataset": config.gan.dataset,
                      "stylegan2": loop.architecture(config.stylegan2)},
       "kinds": {k: kinds_lib.KINDS[k].description for k in selected_kinds(config)},
       "timing_method": TIMING_METHOD, "wall_s": time.time() - started}
+
+
+def _machine(load_start: tuple[float, float, float]) -> dict[str, Any]:
+  """runs.environment() (versions, CPU model, devices, XLA flags), the device count and the load
+  average (1, 5, 15 min) at the run's start and end."""
+  machine = runs.environment()
+  del machine["load_average"]  # at this call: the end, given below with the start
+  return {**machine, "device_count": jax.device_count(), "load_average_start": list(load_start),
+          "load_average_end": list(os.getloadavg())}
 
 
 def _unlearn_vs_retrain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -324,7 +331,8 @@ def markdown(results: dict[str, Any]) -> str:
   p, m = results["parameters"], results["machine"]
   lines = [f"# Step benchmark: {p['dataset']} DCGAN, G width {p['generator_width']}, "
            f"D width {p['discriminator_width']}", "",
-           f"Machine: {m['cpu_count']} CPU cores, {m['device_count']} {m['backend']} device(s) "
+           f"Machine: {m['cpu_count']} CPU cores ({m.get('cpu', 'model not recorded')}), "
+           f"{m['device_count']} {m['backend']} device(s) "
            f"({m['device_kind']}); load average {m['load_average_start'][0]:.1f} at the start, "
            f"{m['load_average_end'][0]:.1f} at the end. float32 matmul peak measured in this run: "
            f"{results['matmul_peak']['reference_flops_per_s'] / 1e9:.0f} GFLOP/s.", "",
