@@ -47,3 +47,6 @@ def test_classifier_and_both_methods_smoke_on_8_devices(tmp_path, smoke_gan, stu
   for name in ("cascaded", "atu"):
     results = json.load(open(tmp_path / name / "results.json"))
     assert len(results["devices"]) == 8, name
+  # No feature cache (the default): D_r's features computed and kept nowhere.
+  assert json.load(open(tmp_path / "cascaded" / "results.json"))["substitution"]["features"] == (
+      "computed")
