@@ -277,7 +277,7 @@ class Validator:
 
   def measure(self, g_params: PyTree, g_batch_stats: PyTree) -> tuple[int, float]:
     """(N_c, selection FID) of one generator on Z_val."""
-    verdicts, features = self.feedback.judge(self.images(g_params, g_batch_stats))
+    verdicts, features = self.feedback.count_judge(self.images(g_params, g_batch_stats))
     fid = fid_lib.fid_classifier(features, self.reference)["fid_classifier"]
     return int(np.sum(verdicts == feedback_lib.NEGATIVE)), float(fid)
 

@@ -39,9 +39,18 @@ class Feedback:
       ``NEGATIVE`` (1, shows the undesired class/feature), ``POSITIVE`` (0) or ``EXCLUDED`` (-1, too
       uncertain for either bank). Features feed the selection FID (spec §4.5).
     description: what judges (logged in results.json).
+    counting_judge: the judge PUL counts with when it differs from ``judge`` (a confidence filter
+      thins the banks, never the count: spec §7 counts every sample whose argmax is negative);
+      None = ``judge``.
   """
   judge: Callable[[Images], tuple[np.ndarray, np.ndarray]]
   description: str
+  counting_judge: Callable[[Images], tuple[np.ndarray, np.ndarray]] | None = None
+
+  @property
+  def count_judge(self) -> Callable[[Images], tuple[np.ndarray, np.ndarray]]:
+    """The judge of N_c (PUL's count): ``counting_judge`` if set, else ``judge``."""
+    return self.counting_judge or self.judge
 
 
 def classifier_feedback(classifier, classes: Sequence[int], mesh: Mesh, *,
@@ -49,23 +58,28 @@ def classifier_feedback(classifier, classes: Sequence[int], mesh: Mesh, *,
   """Feedback from a trained classifier (jaxunlearn.eval.classifiers.TrainedClassifier).
 
   Negative iff argmax_y p(y|x) ∈ ``classes`` (the official rule). With ``min_confidence`` > 0 a
-  sample counts only when p(argmax|x) ≥ min_confidence; below it, it is EXCLUDED from both banks.
+  sample counts only when p(argmax|x) ≥ min_confidence; below it, it is EXCLUDED from both banks
+  (PUL's count on Z_val still uses the plain argmax, ``Feedback.count_judge``).
   Features are the classifier's penultimate features (inference mode).
   """
   classes = np.asarray(sorted(classes), np.int64)
 
-  def judge(images: Images) -> tuple[np.ndarray, np.ndarray]:
-    out = classifier.predict(images, mesh, batch_size=batch_size)
-    verdicts = np.where(np.isin(out["labels"], classes), NEGATIVE, POSITIVE)
-    if min_confidence > 0:
-      confident = out["probs"].max(axis=1) >= min_confidence
-      verdicts = np.where(confident, verdicts, EXCLUDED)
-    return verdicts.astype(np.int8), np.asarray(out["features"], np.float32)
+  def judge_at(threshold: float) -> Callable[[Images], tuple[np.ndarray, np.ndarray]]:
+    def judge(images: Images) -> tuple[np.ndarray, np.ndarray]:
+      out = classifier.predict(images, mesh, batch_size=batch_size)
+      verdicts = np.where(np.isin(out["labels"], classes), NEGATIVE, POSITIVE)
+      if threshold > 0:
+        confident = out["probs"].max(axis=1) >= threshold
+        verdicts = np.where(confident, verdicts, EXCLUDED)
+      return verdicts.astype(np.int8), np.asarray(out["features"], np.float32)
+    return judge
 
   meta = classifier.meta
   name = meta.get("id") or f"{meta.get('dataset')}/{meta.get('role')}/seed{meta.get('seed')}"
   confidence = f", p ≥ {min_confidence}" if min_confidence > 0 else ""
-  return Feedback(judge, f"classifier {name}: argmax in {classes.tolist()}{confidence}")
+  return Feedback(judge_at(min_confidence),
+                  f"classifier {name}: argmax in {classes.tolist()}{confidence}",
+                  counting_judge=judge_at(0.0) if min_confidence > 0 else None)
 
 
 def predicate_feedback(predicate: Callable[[Images], np.ndarray],

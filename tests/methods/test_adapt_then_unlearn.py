@@ -70,6 +70,12 @@ def test_validator_counts_negatives_and_computes_pul_on_the_same_bank():
   assert validator({"shift": -0.5}, {})["pul_val"] > 0 > validator({"shift": 0.5}, {})["pul_val"]
   with pytest.raises(UserInputError, match="no negative"):
     atu.make_validator(latents, generate, _first_coordinate_above(99.0), positives, original, 100)
+  # A bank judge that excludes every sample (a confidence filter) leaves the count to count_judge.
+  filtered = feedback_lib.Feedback(
+      lambda x: (np.full(len(x), feedback_lib.EXCLUDED, np.int8), negative_x0.judge(x)[1]),
+      "filtered", counting_judge=negative_x0.judge)
+  assert atu.make_validator(latents, generate, filtered, positives, original,
+                            100).count_pretrained == count0
 
 
 def test_selection_takes_the_earliest_highest_pul_within_the_fid_budget():
@@ -146,8 +152,10 @@ def test_classifier_feedback_uses_argmax_and_optional_confidence():
   verdicts, features = feedback_lib.classifier_feedback(stub, [1, 2], mesh=None).judge(None)
   np.testing.assert_array_equal(verdicts, [1, 0, 1, 1])
   assert features.shape == (4, 2)
-  verdicts, _ = feedback_lib.classifier_feedback(stub, [1, 2], None, min_confidence=0.8).judge(None)
-  np.testing.assert_array_equal(verdicts, [1, -1, -1, 1])
+  confident = feedback_lib.classifier_feedback(stub, [1, 2], None, min_confidence=0.8)
+  np.testing.assert_array_equal(confident.judge(None)[0], [1, -1, -1, 1])
+  # PUL's count keeps the plain argmax rule: the filter thins the banks only.
+  np.testing.assert_array_equal(confident.count_judge(None)[0], [1, 0, 1, 1])
 
 
 # --------------------------------------------------------------------------------------------------
