@@ -39,6 +39,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
       max_draws_factor=200,      # fixed_count gives up after factor × target draws
       batch_size=256,            # latents drawn and judged per batch
       min_confidence=0.0))       # > 0: samples below this top probability join neither bank
+                                 # (PUL_val still counts every argmax negative)
   c.adapt = ml_collections.ConfigDict(dict(
       num_models=5, num_steps=2000, batch_size=16, learning_rate=2e-4, b1=0.5, b2=0.999,
       r1_gamma=0.0, ema_decay=0.0, log_every=50, checkpoint_every=500,
