@@ -44,9 +44,8 @@ def test_classifier_and_both_methods_smoke_on_8_devices(tmp_path, smoke_gan, stu
              f"--feedback_classifier={stub_classifier}",
              "--repulsion=el2", "--num_adapted=2",
              "--config=experiments/configs/adapt_then_unlearn.py:smoke", env=EIGHT_DEVICES)
-  for name in ("cascaded", "atu"):
-    results = json.load(open(tmp_path / name / "results.json"))
-    assert len(results["devices"]) == 8, name
+  results = {name: json.load(open(tmp_path / name / "results.json")) for name in ("cascaded", "atu")}
+  for name, result in results.items():
+    assert len(result["devices"]) == 8, name
   # No feature cache (the default): D_r's features computed and kept nowhere.
-  assert json.load(open(tmp_path / "cascaded" / "results.json"))["substitution"]["features"] == (
-      "computed")
+  assert results["cascaded"]["substitution"]["features"] == "computed"
